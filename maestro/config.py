@@ -1,0 +1,28 @@
+"""Start-up configuration errors, reported as one line instead of a traceback.
+
+Every entry point (manage.py, the WSGI/ASGI modules, Celery, gunicorn's config) loads settings
+through `load_settings_or_exit()`, so an operator who forgot a variable sees which one and how to
+fix it, and nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is missing or malformed. The message names the variable and the expected form."""
+
+
+def load_settings_or_exit() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maestro.settings")
+    try:
+        importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+    except ConfigError as exc:
+        sys.stderr.write(f"maestro: configuration error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None

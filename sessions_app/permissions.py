@@ -1,0 +1,53 @@
+"""Operator permissions, defined once. Views name the scope they need; nothing else checks roles."""
+
+from __future__ import annotations
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from sessions_app import scopes as S
+from sessions_app.principals import operator_for
+
+
+class IsOperator(BasePermission):
+    """Any operator scope (or the ADMIN role)."""
+
+    message = "an operator API key or a staff login is required"
+
+    def has_permission(self, request, view) -> bool:
+        operator = operator_for(request.user)
+        if operator is None:
+            return False
+        if not operator.has_any_operator_scope():
+            self.message = "this API key holds no operator scope"
+            return False
+        return True
+
+
+def require_scope(scope: str) -> type[BasePermission]:
+    class RequiresScope(BasePermission):
+        message = f"requires scope {scope!r} or the ADMIN role"
+
+        def has_permission(self, request, view) -> bool:
+            operator = operator_for(request.user)
+            return operator is not None and operator.has_scope(scope)
+
+    RequiresScope.__name__ = f"Requires_{scope.replace(':', '_')}"
+    return RequiresScope
+
+
+RequireAdmin = require_scope(S.ADMIN)
+RequireSessions = require_scope(S.SESSIONS)
+
+
+class ReadOrAdmin(BasePermission):
+    """Reads need any operator scope; writes need `admin:mcp` (the registry's rule)."""
+
+    message = "writes require scope 'admin:mcp' or the ADMIN role"
+
+    def has_permission(self, request, view) -> bool:
+        operator = operator_for(request.user)
+        if operator is None:
+            return False
+        if request.method in SAFE_METHODS:
+            return operator.has_any_operator_scope()
+        return operator.has_scope(S.ADMIN)

@@ -1,0 +1,52 @@
+"""Shared fixtures: an API client with domain helpers, operator keys, and URL reloading for the
+kill switch. PostgreSQL and Redis come from tests.support.plugin."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from django.core.cache import cache
+from django.urls import clear_url_caches
+from rest_framework.test import APIClient
+
+from sessions_app.apikeys import apikey_create
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def make_key(scopes: list[str], name: str | None = None) -> str:
+    import secrets
+
+    _, key = apikey_create(name=name or f"k-{secrets.token_hex(4)}", scopes=scopes)
+    return key
+
+
+@pytest.fixture
+def admin_key(db) -> str:
+    return make_key(["admin:mcp"])
+
+
+@pytest.fixture
+def admin_api(api, admin_key):
+    api.credentials(HTTP_X_API_KEY=admin_key)
+    return api
+
+
+def reload_urls() -> None:
+    """Rebuild the URLconf after changing MAESTRO_MCP_ENABLED in a test."""
+    clear_url_caches()
+    for name in ["maestro.urls"]:
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
