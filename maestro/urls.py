@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from maestro import health
+from sessions_app.operator_views import whoami
 
 handler400 = "maestro.api_errors.json_400"
 handler403 = "maestro.api_errors.json_403"
@@ -21,6 +22,7 @@ urlpatterns = [
 
 if settings.MAESTRO_MCP_ENABLED:
     urlpatterns += [
+        path("api/maestro/v1/whoami", whoami, name="whoami"),
         path("api/maestro/v1/", include("sessions_app.urls")),
         path("api/maestro/v1/", include("mcp.api.urls")),
         path("", include("mcp.page_urls")),

@@ -1,7 +1,5 @@
 """Loaded with `-p tests.support.plugin` (see pytest.ini) so it runs before pytest-django reads
 settings: it starts the session's PostgreSQL and Redis and points DATABASE_URL/REDIS_URL at them.
-
-MAESTRO_TEST_EMBEDDED=1 runs the suite on the embedded defaults (SQLite, in-process cache) instead.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maestro.settings")
     os.environ.setdefault("MAESTRO_DATA_DIR", f"/tmp/maestro-test-data-{os.getpid()}")
     is_worker = "PYTEST_XDIST_WORKER" in os.environ
-    if os.environ.get("MAESTRO_TEST_EMBEDDED") != "1" and not is_worker and "DATABASE_URL" not in os.environ:
+    if not is_worker and "DATABASE_URL" not in os.environ:
         postgres = PostgresServer().start()
         _started.append(postgres)
         redis = RedisServer().start()

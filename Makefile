@@ -1,0 +1,43 @@
+# The README's commands. `make run`: the gateway on embedded defaults. `make test`: the whole suite
+# against a real PostgreSQL and Redis that the test session starts itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test bench grpc-stubs system-deps clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+.env:
+	@echo "writing .env with a generated SESSION_SECRET"
+	@printf 'SESSION_SECRET=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
+
+run: $(VENV)/.runtime .env
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py mcp_apikey create --name dev-admin --scopes admin:mcp --if-missing
+	$(VENV)/bin/honcho -f Procfile start
+
+system-deps:
+	./scripts/ensure-system-deps.sh
+
+test: $(VENV)/.dev system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	./scripts/ensure-system-deps.sh --bench
+	$(PY) -m bench.run
+
+grpc-stubs: $(VENV)/.dev
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. mcp/grpc/gateway.proto
+
+clean:
+	rm -rf $(VENV) data staticfiles

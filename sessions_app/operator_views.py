@@ -1,0 +1,11 @@
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from sessions_app.principals import operator_for
+
+
+@api_view(["GET"])
+def whoami(request):
+    """Which operator a credential is, and what it may do: the first smoke step for a new key."""
+    operator = operator_for(request.user)
+    return Response({"operator": operator.name, "scopes": sorted(operator.scopes), "admin": operator.is_admin})

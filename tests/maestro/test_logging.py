@@ -1,0 +1,62 @@
+"""Real requests carrying secrets leave no secret in the captured log output."""
+
+import io
+import json
+import logging
+
+import pytest
+
+from maestro.logs import redact
+
+BEARER = "eyJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJzZWNyZXQtc2lkIn0.c2lnbmF0dXJlLXNlY3JldA"
+API_KEY = "mcpk_0123456789ab_S3cr3tS3cr3tS3cr3tS3cr3tS3cr3tS3cr3t"
+COOKIE = "sessionid=cookie-secret-value-123"
+QUERY_TOKEN = "query-token-secret-456"
+
+
+@pytest.fixture
+def log_output():
+    """Point the configured stderr handler (with its real filter and formatter) at a buffer."""
+    handler = logging.getLogger().handlers[0]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    access = logging.getLogger("maestro.access")
+    old_level = access.level
+    access.setLevel(logging.DEBUG)
+    yield buffer
+    access.setLevel(old_level)
+    handler.setStream(previous)
+
+
+@pytest.mark.django_db
+def test_request_logs_carry_no_credentials(client, log_output, admin_key):
+    client.get(
+        f"/api/maestro/v1/whoami?token={QUERY_TOKEN}&page=2",
+        HTTP_AUTHORIZATION=f"Bearer {BEARER}",
+        HTTP_X_API_KEY=API_KEY,
+        HTTP_COOKIE=COOKIE,
+        HTTP_PROXY_AUTHORIZATION="Basic cHJveHktc2VjcmV0",
+    )
+    client.get("/api/maestro/v1/whoami", HTTP_X_API_KEY=admin_key)
+    output = log_output.getvalue()
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert any(line.get("path") == "/api/maestro/v1/whoami" for line in lines), "the requests were logged"
+    for secret in (BEARER, API_KEY, "cookie-secret-value-123", QUERY_TOKEN, "cHJveHktc2VjcmV0", admin_key):
+        assert secret not in output
+    assert "[REDACTED]" in output
+    assert "page=2" in output, "non-secret parts of the query stay readable"
+
+
+def test_redaction_walks_arguments_extra_and_nested_structures(log_output):
+    logger = logging.getLogger("maestro.test")
+    logger.warning("calling %s with %s", "upstream", {"headers": {"Authorization": "Basic abc123secret"}, "ok": 1})
+    logger.warning("state", extra={"session_token": "tok-secret-1", "payload": {"nested": [{"password": "pw-secret-2"}]}, "client_secret": "cs-3"})
+    logger.warning({"api_key": "ak-secret-4", "note": "Bearer tok-secret-5 in text"})
+    output = log_output.getvalue()
+    for secret in ("abc123secret", "tok-secret-1", "pw-secret-2", "cs-3", "ak-secret-4", "tok-secret-5"):
+        assert secret not in output
+    assert "'ok': 1" in output, "non-secret values stay readable"
+
+
+def test_redact_keeps_shape():
+    assert redact({"a": [1, {"token": "x"}], "Set-Cookie": "y"}) == {"a": [1, {"token": "[REDACTED]"}], "Set-Cookie": "[REDACTED]"}

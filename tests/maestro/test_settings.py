@@ -1,0 +1,68 @@
+"""Misconfiguration stops every entry point with one line naming the variable."""
+
+import pytest
+
+from tests.support.processes import PYTHON, ROOT, project_env, run_manage
+import subprocess
+
+
+def assert_one_line_config_error(result, *must_mention: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {result.stderr!r}"
+    assert "Traceback" not in result.stderr
+    for text in must_mention:
+        assert text in lines[0]
+
+
+def test_missing_session_secret_stops_manage_py_with_a_hint():
+    result = run_manage("check", env=project_env(SESSION_SECRET=None))
+    assert_one_line_config_error(result, "SESSION_SECRET", "secrets.token_urlsafe")
+
+
+def test_short_session_secret_is_refused():
+    result = run_manage("check", env=project_env(SESSION_SECRET="too-short"))
+    assert_one_line_config_error(result, "SESSION_SECRET", "at least 32")
+
+
+def test_missing_secret_stops_celery():
+    result = subprocess.run(
+        [PYTHON, "-c", "import maestro.celery"], cwd=ROOT, env=project_env(SESSION_SECRET=None), capture_output=True, text=True, timeout=60
+    )
+    assert_one_line_config_error(result, "SESSION_SECRET")
+
+
+def test_missing_secret_stops_gunicorn_before_forking():
+    gunicorn = str(__import__("pathlib").Path(PYTHON).parent / "gunicorn")
+    result = subprocess.run(
+        [gunicorn, "--check-config", "-c", "maestro/gunicorn.conf.py", "maestro.wsgi"],
+        cwd=ROOT, env=project_env(SESSION_SECRET=None), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SESSION_SECRET is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("MCP_SESSIONS_PERSIST", "maybe", "use true or false"),
+        ("SESSION_TTL_SECONDS", "-5", "between 1 and"),
+        ("SESSION_TTL_SECONDS", "soon", "not an integer"),
+        ("DATABASE_URL", "mysql://u:hunter2@db/x", "expected"),
+        ("DATABASE_URL", "postgresql://u:hunter2@db:5432/", "names no database"),
+        ("REDIS_URL", "http://cache", "redis://"),
+        ("CORS_ORIGIN", "studio.example.com", "CORS_ORIGIN"),
+        ("MCP_GRPC_TLS_CERT", "/nonexistent/cert.pem", "MCP_GRPC_TLS_CERT"),
+        ("OPA_URL", "opa:8181", "OPA_URL"),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_form(variable, value, expected):
+    result = run_manage("check", env=project_env(**{variable: value}))
+    assert_one_line_config_error(result, variable, expected)
+    assert "hunter2" not in result.stderr, "a password from a URL must never be printed"
+
+
+def test_good_configuration_passes_the_check():
+    result = run_manage("check")
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,80 @@
+"""Start the project's own entry points as real processes for tests (gunicorn, manage.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.services import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of pytest-django's test database, so a subprocess sees the test's rows
+    (tests that share rows with a subprocess must use django_db(transaction=True))."""
+    from django.db import connection
+
+    base = os.environ["DATABASE_URL"]
+    return base.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+
+
+def project_env(**overrides: str | None) -> dict[str, str]:
+    """The test session's environment plus overrides; None removes a variable."""
+    env = dict(os.environ)
+    env["DJANGO_DOTENV_FILE"] = ""
+    env["DATABASE_URL"] = test_database_url()
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def run_manage(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
+
+
+class Gunicorn:
+    """The web door exactly as deployed (gunicorn gthread with the project's config)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.port = free_port()
+        self.env = {**env, "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.port}"}
+        self.process: subprocess.Popen | None = None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Gunicorn":
+        gunicorn = str(Path(PYTHON).parent / "gunicorn")
+        self.process = subprocess.Popen(
+            [gunicorn, "-c", "maestro/gunicorn.conf.py", "maestro.wsgi"],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        wait_for_port(self.port, timeout=30)
+        return self
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=10, **kwargs)
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def timed(fn):
+    started = time.monotonic()
+    result = fn()
+    return result, time.monotonic() - started
