@@ -1,0 +1,115 @@
+"""The sessions API: thin DRF views over `sessions_app.services` / `selectors`.
+
+Reading a run's sessions needs any operator scope; creating and revoking need `mcp:sessions`
+(or `admin:mcp`, or a staff login). Errors are raised, and rendered by maestro.api_errors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sessions_app import selectors, services
+from sessions_app.permissions import IsOperator, RequireSessions
+from sessions_app.principals import operator_for
+
+
+class _StrictStr(serializers.CharField):
+    """A JSON string only: DRF's CharField would turn 1 or true into "1" / "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _StrictInt(serializers.IntegerField):
+    """A JSON integer only: DRF's IntegerField would accept "60", 60.0 or true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    scopes = serializers.ListField(child=_StrictStr(max_length=128, trim_whitespace=False), allow_empty=False)
+    servers = serializers.ListField(child=_StrictStr(max_length=200, trim_whitespace=False), required=False)
+    ttl_seconds = _StrictInt(required=False)
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: "unknown field; expected scopes, servers, ttl_seconds"})
+        return attrs
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_json(record: selectors.SessionRecord, now: datetime) -> dict:
+    """A session as the API shows it: never its token (the gateway does not keep it)."""
+    return {
+        "sid": record.sid,
+        "run_id": record.run_id,
+        "scopes": list(record.scopes),
+        "servers": list(record.servers),
+        "status": record.status(now),
+        "issued_at": _iso(record.issued_at),
+        "expires_at": _iso(record.expires_at),
+        "revoked_at": _iso(record.revoked_at),
+        "created_by": record.created_by,
+    }
+
+
+class RunSessionsView(APIView):
+    """POST: open a session for the run; GET: list the run's sessions; DELETE: revoke them all."""
+
+    def get_permissions(self):
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return [IsOperator()]
+        return [IsOperator(), RequireSessions()]
+
+    def post(self, request, run_id: str):
+        body = SessionCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        record, token = services.session_create(run_id=run_id, created_by=operator_for(request.user).name, **body.validated_data)
+        return Response(
+            {
+                "sid": record.sid,
+                "token": token,
+                "token_type": "Bearer",
+                "run_id": record.run_id,
+                "scopes": list(record.scopes),
+                "servers": list(record.servers),
+                "issued_at": _iso(record.issued_at),
+                "expires_at": _iso(record.expires_at),
+            },
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def get(self, request, run_id: str):
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.session_list(run_id=run_id), request, view=self)
+        now = datetime.now(tz=UTC)
+        return paginator.get_paginated_response([session_json(r, now) for r in page])
+
+    def delete(self, request, run_id: str):
+        services.session_revoke_run(run_id=run_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunSessionView(APIView):
+    """DELETE: revoke one session (idempotent)."""
+
+    permission_classes = [IsOperator, RequireSessions]
+
+    def delete(self, request, run_id: str, sid: str):
+        services.session_revoke(run_id=run_id, sid=sid)
+        return Response(status=status.HTTP_204_NO_CONTENT)
