@@ -155,6 +155,10 @@ if bool(MCP_GRPC_TLS_CERT) != bool(MCP_GRPC_TLS_KEY):
     raise ConfigError("MCP_GRPC_TLS_CERT and MCP_GRPC_TLS_KEY must be set together (TLS needs both)")
 if MCP_GRPC_TLS_CA and not MCP_GRPC_TLS_CERT:
     raise ConfigError("MCP_GRPC_TLS_CA needs MCP_GRPC_TLS_CERT and MCP_GRPC_TLS_KEY (mTLS is on top of TLS)")
+# The gRPC process keeps its own counters, so it serves its own /metrics (HOST:PORT; unset: off).
+MCP_GRPC_METRICS_BIND = _raw("MCP_GRPC_METRICS_BIND")
+if MCP_GRPC_METRICS_BIND and ":" not in MCP_GRPC_METRICS_BIND:
+    raise ConfigError(f"MCP_GRPC_METRICS_BIND={MCP_GRPC_METRICS_BIND!r} has no port: use HOST:PORT, e.g. 127.0.0.1:9464")
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ORIGIN")
 for _origin in CORS_ALLOWED_ORIGINS:
@@ -192,6 +196,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "rest_framework",
     "django_prometheus",
+    "maestro",
     "sessions_app",
     "mcp",
 ]
@@ -199,6 +204,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "maestro.middleware.RequestLogMiddleware",
+    "maestro.telemetry.RouteSpanMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class MaestroConfig(AppConfig):
+    name = "maestro"
+    verbose_name = "Maestro MCP"
+
+    def ready(self) -> None:
+        from maestro import telemetry
+
+        telemetry.configure()
