@@ -1,0 +1,354 @@
+"""The registry of upstream MCP servers: create, update, delete, live health, tool discovery, and
+the hot path's look-up of a server by id or name.
+
+Hot-path caching (`server_spec_get`): each process keeps resolved servers in memory, stamped with
+the registry version, a token in the shared cache that every write replaces. A process re-reads
+that token at most once per `VERSION_CHECK_SECONDS`, so an edit made anywhere is seen by every
+worker within about a second (at once in the process that made it), and the hot path pays
+neither a database query nor, most of the time, a cache round trip.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from maestro.errors import Conflict, GatewayError, InvalidInput, NotFound
+from mcp.models import McpServer
+from mcp.secrets import decrypt_headers, encrypt_headers
+from mcp.upstream.client import ServerSpec, get_client
+from mcp.upstream.errors import UNREACHABLE_CODES
+
+logger = logging.getLogger("mcp.registry")
+
+WRITABLE = ("name", "url", "description", "scopes", "tags", "enabled", "timeout_ms", "tool_allow", "tool_deny")
+CONFIG_FIELDS = ("auth_headers_encrypted", "auth_header_names", "tools_cache", "tools_fetched_at", "tag_index", "updated_at")
+VERSION_KEY = "mcp:registry:version"
+VERSION_CHECK_SECONDS = 1.0
+LOCAL_MAX_ENTRIES = 10_000
+PROBE_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    """An immutable copy of a server's policy-relevant fields, safe to share between threads."""
+
+    id: str
+    name: str
+    url: str
+    enabled: bool
+    scopes: tuple[str, ...]
+    tags: tuple[str, ...]
+    tool_allow: tuple[str, ...]
+    tool_deny: tuple[str, ...]
+    timeout_ms: int
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def server_get(*, ref: str) -> McpServer:
+    """By UUID or by name; anything else (a malformed id included) is simply not found."""
+    lookup = _ref_lookup(ref)
+    if lookup is None:
+        raise NotFound("no MCP server with that id or name", code="server_not_found")
+    try:
+        return McpServer.objects.get(**lookup)
+    except McpServer.DoesNotExist:
+        raise NotFound("no MCP server with that id or name", code="server_not_found") from None
+
+
+def server_list(*, tag: str | None = None, enabled: bool | None = None, search: str | None = None):
+    servers = McpServer.objects.all()
+    if tag:
+        servers = servers.filter(tag_index__contains=f"|{tag}|")
+    if enabled is not None:
+        servers = servers.filter(enabled=enabled)
+    if search:
+        servers = servers.filter(name__icontains=search)
+    return servers.order_by("name")
+
+
+def server_spec(server: McpServer) -> ServerSpec:
+    return ServerSpec(
+        id=str(server.id),
+        name=server.name,
+        url=server.url,
+        headers=decrypt_headers(server.auth_headers_encrypted, server_id=server.id),
+        timeout_ms=server.timeout_ms,
+        max_response_bytes=settings.MCP_UPSTREAM_MAX_RESPONSE_BYTES,
+    )
+
+
+def tool_allowed(*, server, tool_name: str) -> bool:
+    """The server's own tool filter: a deny pattern wins; an empty allow list allows every tool."""
+    if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_deny):
+        return False
+    return not server.tool_allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_allow)
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+
+def server_create(*, data: dict) -> McpServer:
+    return server_save(server=McpServer(id=uuid.uuid4()), data=data, created=True)
+
+
+def server_update(*, server: McpServer, data: dict) -> McpServer:
+    """Partial: only the keys present change. `auth_headers` replaces the whole set ({} clears)."""
+    reach_changed = ("url" in data and data["url"] != server.url) or "auth_headers" in data
+    return server_save(server=server, data=data, created=False, reach_changed=reach_changed)
+
+
+def server_save(*, server: McpServer, data: dict, created: bool, reach_changed: bool = False) -> McpServer:
+    """Apply `data`, validate, save, and invalidate caches. The admin form, which has already set
+    the plain fields on its instance, calls this with just the secrets."""
+    _apply(server, data)
+    if reach_changed:
+        # Tools discovered at the old address (or with the old credentials) say nothing about the new.
+        server.tools_cache, server.tools_fetched_at = None, None
+    return _save(server, created=created)
+
+
+def server_delete(*, server: McpServer) -> None:
+    server_id = server.pk
+    server.delete()
+    registry_changed(server_id=server_id)
+
+
+def server_set_enabled(*, servers, enabled: bool) -> int:
+    ids = list(servers.values_list("pk", flat=True))
+    count = McpServer.objects.filter(pk__in=ids).update(enabled=enabled, updated_at=timezone.now())
+    for server_id in ids:
+        registry_changed(server_id=server_id)
+    return count
+
+
+def registry_changed(*, server_id) -> None:
+    """Every write ends here: drop this process's copies, and tell other processes."""
+    local_cache_clear()
+    cache.delete(_tools_key(server_id))
+    cache.set(VERSION_KEY, uuid.uuid4().hex, None)
+
+
+def local_cache_clear() -> None:
+    """Forget this process's resolved servers (tests call it between cases, too)."""
+    _local.clear()
+    _version_seen[:] = [None, 0.0]
+
+
+def _apply(server: McpServer, data: dict) -> None:
+    for key in WRITABLE:
+        if key in data:
+            setattr(server, key, data[key])
+    if "auth_headers" in data:
+        headers = data["auth_headers"] or {}
+        server.auth_headers_encrypted = encrypt_headers(headers, server_id=server.id)
+        server.auth_header_names = sorted(headers)
+
+
+def _save(server: McpServer, *, created: bool) -> McpServer:
+    try:
+        server.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        field, messages = next(iter(exc.message_dict.items()))
+        raise InvalidInput(f"{field}: {messages[0]}", code="invalid_request", details={"field": field}) from None
+    if McpServer.objects.filter(name=server.name).exclude(pk=server.pk).exists():
+        raise Conflict(f"an MCP server named {server.name!r} already exists", code="server_exists")
+    try:
+        with transaction.atomic():
+            if created:
+                server.save(force_insert=True)
+            else:
+                # Only the configuration: a health probe may have stored its result meanwhile.
+                server.save(update_fields=[*WRITABLE, *CONFIG_FIELDS])
+    except IntegrityError:
+        raise Conflict(f"an MCP server named {server.name!r} already exists", code="server_exists") from None
+    except DatabaseError:  # update_fields matched no row: deleted while being edited
+        raise NotFound("no MCP server with that id or name", code="server_not_found") from None
+    registry_changed(server_id=server.pk)
+    return server
+
+
+# --- health and tools -------------------------------------------------------------------------
+
+
+def server_health_check(*, server: McpServer) -> dict:
+    """A live MCP probe within the server's timeout; the outcome is stored on the server."""
+    checked_at = timezone.now()
+    try:
+        spec = server_spec(server)
+        probe = get_client().probe(server=spec, timeout_s=spec.timeout_ms / 1000)
+    except GatewayError as exc:
+        status = McpServer.Health.UNREACHABLE if exc.code in UNREACHABLE_CODES else McpServer.Health.UNHEALTHY
+        fields = {
+            "health_status": status, "health_latency_ms": None, "health_checked_at": checked_at,
+            "health_error_code": exc.code, "health_error": exc.message[:500],
+        }
+        result = {"status": status.value, "checked_at": checked_at.isoformat(), "error": {"code": exc.code, "message": exc.message}}
+    else:
+        fields = {
+            "health_status": McpServer.Health.HEALTHY, "health_latency_ms": probe.latency_ms, "health_checked_at": checked_at,
+            "health_protocol_version": probe.protocol_version, "health_server_info": _bounded_info(probe.server_info),
+            "health_error_code": "", "health_error": "",
+        }
+        result = {
+            "status": "healthy", "latency_ms": probe.latency_ms, "protocol_version": probe.protocol_version,
+            "server_info": fields["health_server_info"], "checked_at": checked_at.isoformat(),
+        }
+    # update(), not save(): a probe must not overwrite an edit made while it ran, nor bump updated_at.
+    McpServer.objects.filter(pk=server.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(server, key, value)
+    return result
+
+
+def server_tools_list(*, server, refresh: bool = False) -> list[dict]:
+    """The server's tools (a model or a snapshot): the stored list while it is fresh, else
+    discovered over MCP and stored. A model passed in gets `tools_cache`/`tools_fetched_at` set."""
+    model = server if isinstance(server, McpServer) else server_get(ref=str(server.id))
+    ttl = settings.MCP_TOOLS_CACHE_TTL_SECONDS
+    fetched = model.tools_fetched_at
+    if not refresh and model.tools_cache is not None and fetched is not None and fetched > timezone.now() - timedelta(seconds=ttl):
+        return model.tools_cache
+    spec = server_spec(model)
+    tools = get_client().list_tools(server=spec, timeout_s=spec.timeout_ms / 1000)
+    fetched_at = timezone.now()
+    McpServer.objects.filter(pk=model.pk).update(tools_cache=tools, tools_fetched_at=fetched_at)
+    model.tools_cache, model.tools_fetched_at = tools, fetched_at
+    cache.set(_tools_key(model.pk), tools, ttl)
+    return tools
+
+
+def server_tools_cached(*, server) -> list[dict]:
+    """For the hot path: the tool list from the shared cache, else the database, else MCP. When
+    discovery fails but an older list exists, the older list is returned (and the failure logged)."""
+    tools = cache.get(_tools_key(server.id))
+    if tools is not None:
+        return tools
+    model = server if isinstance(server, McpServer) else server_get(ref=str(server.id))
+    try:
+        return server_tools_list(server=model)
+    except GatewayError as exc:
+        if model.tools_cache is None:
+            raise
+        logger.warning("tool discovery failed; serving the previous list", extra={"server": model.name, "code": exc.code})
+        return model.tools_cache
+
+
+def servers_for_session(*, server_ids) -> list[ServerSnapshot]:
+    """Snapshots of the servers a session names (ids), or of every server when it names none."""
+    if server_ids:
+        found = []
+        for server_id in server_ids:
+            try:
+                found.append(server_spec_get(ref=str(server_id))[0])
+            except NotFound:
+                continue  # deleted since the session was opened
+        return found
+    return [_snapshot(server) for server in McpServer.objects.order_by("name")]
+
+
+def servers_probe_all() -> dict[str, str]:
+    return servers_probe(servers=McpServer.objects.filter(enabled=True))
+
+
+def servers_probe(*, servers) -> dict[str, str]:
+    """Probe servers a few at a time, so one slow server does not delay the rest: {name: status}."""
+    servers = list(servers)
+
+    def probe(server: McpServer) -> tuple[str, str]:
+        close_old_connections()
+        try:
+            return server.name, server_health_check(server=server)["status"]
+        except Exception:
+            logger.exception("health probe crashed", extra={"server": server.name})
+            return server.name, "error"
+        finally:
+            from django.db import connection
+
+            connection.close()  # a pool thread must not keep a database connection open
+
+    if not servers:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(PROBE_WORKERS, len(servers)), thread_name_prefix="mcp-probe") as pool:
+        return dict(pool.map(probe, servers))
+
+
+# --- hot path ---------------------------------------------------------------------------------
+
+_local: dict[str, tuple[object, ServerSnapshot, ServerSpec]] = {}
+_version_seen: list = [None, 0.0]  # [token, monotonic time it was read]
+_version_lock = threading.Lock()
+
+
+def server_spec_get(*, ref: str) -> tuple[ServerSnapshot, ServerSpec]:
+    """Resolve a server (UUID or name) for an invocation: no query while the registry is unchanged."""
+    version = _current_version()
+    hit = _local.get(ref)
+    if hit is not None and hit[0] == version:
+        return hit[1], hit[2]
+    server = server_get(ref=ref)
+    snapshot, spec = _snapshot(server), server_spec(server)
+    if len(_local) >= LOCAL_MAX_ENTRIES:
+        _local.clear()
+    _local[ref] = (version, snapshot, spec)
+    return snapshot, spec
+
+
+def _snapshot(server: McpServer) -> ServerSnapshot:
+    return ServerSnapshot(
+        id=str(server.id), name=server.name, url=server.url, enabled=server.enabled, scopes=tuple(server.scopes),
+        tags=tuple(server.tags), tool_allow=tuple(server.tool_allow), tool_deny=tuple(server.tool_deny), timeout_ms=server.timeout_ms,
+    )
+
+
+def _current_version():
+    now = time.monotonic()
+    token, read_at = _version_seen
+    if token is not None and now - read_at < VERSION_CHECK_SECONDS:
+        return token
+    with _version_lock:
+        try:
+            token = cache.get(VERSION_KEY)
+            if token is None:
+                token = uuid.uuid4().hex
+                if not cache.add(VERSION_KEY, token, None):
+                    token = cache.get(VERSION_KEY)
+        except Exception:
+            logger.warning("shared cache unavailable: registry look-ups go to the database", exc_info=True)
+            token = object()  # matches nothing: no stale answer while the cache is down
+        _version_seen[:] = [token, now]
+        return token
+
+
+def _ref_lookup(ref: str) -> dict | None:
+    if not isinstance(ref, str) or not ref or len(ref) > 64:
+        return None
+    try:
+        return {"pk": uuid.UUID(ref)}
+    except ValueError:
+        pass
+    return {"name": ref} if ref == ref.strip() and ref.isprintable() else None
+
+
+def _tools_key(server_id) -> str:
+    return f"mcp:tools:{server_id}"
+
+
+def _bounded_info(info: dict) -> dict:
+    """serverInfo is upstream-controlled: keep the identifying strings, short."""
+    keep = ("name", "title", "version", "description", "websiteUrl")
+    return {k: str(info[k])[:200] for k in keep if isinstance(info.get(k), (str, int, float))}

@@ -1,0 +1,406 @@
+"""The gateway's MCP client to upstream servers: one per process, over one pooled `httpx.Client`.
+
+- Negotiation, newest first: `server/discover` at 2026-07-28 (sessionless, per-request `_meta`);
+  anything that is not a positive answer falls back to `initialize` (2025-11-25, and whatever older
+  revision the server settles on). Network failures are not a verdict and propagate. The outcome
+  is kept per server URL in this process (a minute) and in the shared cache (five minutes), so the
+  hot path never repeats a handshake; a health probe always negotiates afresh and refreshes both.
+- Session-based servers: one upstream MCP session per (server, Maestro session key). Its
+  `Mcp-Session-Id` and revision live in the shared cache, so any worker or replica continues it.
+  A 404 means the upstream forgot it: re-initialize once and retry. Calls without a session key
+  (listing tools, probes) use a throwaway session that is DELETEd afterwards.
+- JSON-RPC ids are a random per-process prefix plus a process-wide counter: unique within any
+  upstream session even when several workers share it (the SDK never answers a duplicate id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Callable, TypeVar
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache
+
+from maestro.errors import Unavailable
+from mcp.upstream import errors as E
+from mcp.upstream import protocol as P
+from mcp.upstream import wire
+
+logger = logging.getLogger("mcp.upstream")
+T = TypeVar("T")
+
+NEGOTIATION_LOCAL_TTL = 60.0
+NEGOTIATION_SHARED_TTL = 300
+SESSION_DELETE_TIMEOUT_S = 2.0
+MAX_TOOL_PAGES = 100
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What the client needs to reach one registered server; `headers` are decrypted secrets."""
+
+    id: str
+    name: str
+    url: str
+    headers: dict[str, str] = field(repr=False, hash=False, compare=False)
+    timeout_ms: int
+    max_response_bytes: int
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    protocol_version: str
+    server_info: dict
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    version: str
+    modern: bool  # 2026-07-28: no handshake, no session
+    sessions: bool  # session-based and the server issues Mcp-Session-Id
+
+
+@dataclass(frozen=True)
+class _Session:
+    sid: str | None
+    version: str
+
+
+class UpstreamClient:
+    def __init__(self, *, http: httpx.Client | None = None):
+        self._http = http or httpx.Client(
+            limits=httpx.Limits(
+                max_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS,
+                max_keepalive_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS,
+                keepalive_expiry=30.0,
+            ),
+            follow_redirects=False,  # a redirect could carry the auth headers to another host
+            headers={"User-Agent": "maestro-mcp-gateway"},
+        )
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(6)
+        self._negotiated: dict[str, tuple[float, Negotiated]] = {}
+        self._locks = [threading.Lock() for _ in range(64)]  # striped: bounded, one per session key
+        self._param_maps: dict[str, dict[str, dict]] = {}  # server id -> tool -> x-mcp-header map
+        # Throwaway sessions are DELETEd off the caller's path: an upstream slow to forget a session
+        # must not hold a health check or a tool listing past its timeout.
+        self._closer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mcp-upstream-close")
+
+    # --- the interface ---------------------------------------------------------------------
+
+    def call_tool(self, *, server: ServerSpec, name: str, arguments: dict, session_key: str | None, timeout_s: float) -> dict:
+        """The CallToolResult as the upstream returned it; `isError: true` is a result, not an error."""
+        deadline = time.monotonic() + timeout_s
+
+        def run(nego: Negotiated, session: _Session) -> dict:
+            params = {"name": name, "arguments": arguments}
+            try:
+                return self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments)
+            except E.UpstreamJsonRpcError as exc:
+                if not (nego.modern and exc.upstream_code == P.HEADER_MISMATCH):
+                    raise
+            # The tool mirrors arguments into Mcp-Param headers this process has not learned yet.
+            self._learn_param_maps(server, self._list_all(server, nego, session, deadline))
+            return self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments)
+
+        return self._run(server, session_key, deadline, run)
+
+    def list_tools(self, *, server: ServerSpec, timeout_s: float) -> list[dict]:
+        """Every tool, following `nextCursor` until the server says there are no more."""
+        deadline = time.monotonic() + timeout_s
+
+        def run(nego: Negotiated, session: _Session) -> list[dict]:
+            tools = self._list_all(server, nego, session, deadline)
+            self._learn_param_maps(server, tools)
+            return tools
+
+        return self._run(server, None, deadline, run)
+
+    def probe(self, *, server: ServerSpec, timeout_s: float) -> ProbeResult:
+        """A live handshake, never answered from a cache; it refreshes the cached negotiation."""
+        deadline = time.monotonic() + timeout_s
+        started = time.perf_counter()
+        nego, session, server_info = self._handshake(server, deadline)
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        self._remember(server, nego)
+        if session is not None:
+            self._delete_soon(server, session)
+        return ProbeResult(protocol_version=nego.version, server_info=server_info, latency_ms=latency_ms)
+
+    def close_session(self, *, server: ServerSpec, session_key: str) -> None:
+        """End the upstream session of one Maestro session (DELETE), if it has one. Best-effort."""
+        key = self._session_key(server, session_key)
+        entry = self._cache("get", key)
+        if not entry:
+            return
+        self._cache("delete", key)
+        self._delete(server, _Session(**entry))
+
+    def close(self) -> None:
+        """Finish pending session DELETEs, then close the pool (tests; a process exit does this)."""
+        self._closer.shutdown(wait=True)
+        self._http.close()
+
+    # --- orchestration ---------------------------------------------------------------------
+
+    def _run(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], T]) -> T:
+        try:
+            return self._with_session(server, session_key, deadline, fn)
+        except E.UpstreamJsonRpcError as exc:
+            if exc.upstream_code != P.UNSUPPORTED_PROTOCOL_VERSION:
+                raise
+        # The server no longer speaks the revision we negotiated (it was redeployed): once more.
+        self._forget(server)
+        return self._with_session(server, session_key, deadline, fn)
+
+    def _with_session(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], T]) -> T:
+        nego, fresh = self._negotiation(server, deadline)
+        if not nego.sessions:
+            return fn(nego, fresh or _Session(None, nego.version))
+        if session_key is None:
+            session = fresh or self._initialize(server, deadline)[1]
+            try:
+                return fn(nego, session)
+            except E.SessionGone:
+                raise E.UpstreamSessionLost(f"MCP server {server.name!r} dropped a new MCP session at once") from None
+            finally:
+                self._delete_soon(server, session)
+        session = self._session_get(server, session_key, fresh, deadline)
+        try:
+            return fn(nego, session)
+        except E.SessionGone:
+            logger.info("upstream MCP session expired; re-initializing", extra={"server": server.name})
+        session = self._session_renew(server, session_key, session, deadline)
+        try:
+            return fn(nego, session)
+        except E.SessionGone:
+            raise E.UpstreamSessionLost(f"MCP server {server.name!r} dropped the MCP session again right after it was re-initialized") from None
+
+    def _list_all(self, server: ServerSpec, nego: Negotiated, session: _Session, deadline: float) -> list[dict]:
+        tools: list[dict] = []
+        cursor, seen = None, set()
+        for _ in range(MAX_TOOL_PAGES):
+            result = self._request(server, nego, session, "tools/list", {"cursor": cursor} if cursor else {}, deadline)
+            page = result.get("tools")
+            if not isinstance(page, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in page):
+                raise E.UpstreamNotMcp(f"MCP server {server.name!r} answered tools/list without a valid tools array")
+            tools.extend(page)
+            cursor = result.get("nextCursor")
+            if cursor is None or cursor == "":
+                return tools
+            if not isinstance(cursor, str) or cursor in seen:
+                raise E.UpstreamNotMcp(f"MCP server {server.name!r} returned a tools/list cursor that repeats")
+            seen.add(cursor)
+        raise E.UpstreamNotMcp(f"MCP server {server.name!r} paginated tools/list past {MAX_TOOL_PAGES} pages")
+
+    # --- negotiation -----------------------------------------------------------------------
+
+    def _negotiation(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None]:
+        """The cached outcome, or a handshake now. A session opened by that handshake is returned
+        so the caller can use it instead of opening another one."""
+        key = _url_key(server.url)
+        hit = self._negotiated.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1], None
+        shared = self._cache("get", f"mcp:upstream:nego:{key}")
+        if isinstance(shared, dict):
+            try:
+                nego = Negotiated(**shared)
+            except TypeError:
+                nego = None
+            if nego is not None:
+                self._negotiated[key] = (time.monotonic() + NEGOTIATION_LOCAL_TTL, nego)
+                return nego, None
+        nego, session, _ = self._handshake(server, deadline)
+        self._remember(server, nego)
+        return nego, session
+
+    def _remember(self, server: ServerSpec, nego: Negotiated) -> None:
+        key = _url_key(server.url)
+        self._negotiated[key] = (time.monotonic() + NEGOTIATION_LOCAL_TTL, nego)
+        self._cache("set", f"mcp:upstream:nego:{key}", asdict(nego), NEGOTIATION_SHARED_TTL)
+
+    def _forget(self, server: ServerSpec) -> None:
+        key = _url_key(server.url)
+        self._negotiated.pop(key, None)
+        self._cache("delete", f"mcp:upstream:nego:{key}")
+
+    def _handshake(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None, dict]:
+        modern = Negotiated(P.MODERN_VERSION, modern=True, sessions=False)
+        try:
+            result = self._request(server, modern, _Session(None, P.MODERN_VERSION), "server/discover", {}, deadline)
+        except E.UpstreamJsonRpcError as exc:
+            supported = exc.upstream_data.get("supported") if isinstance(exc.upstream_data, dict) else None
+            if exc.upstream_code == P.UNSUPPORTED_PROTOCOL_VERSION and isinstance(supported, list):
+                if not any(v in P.HANDSHAKE_VERSIONS for v in supported):
+                    raise E.UpstreamProtocolUnsupported(
+                        f"MCP server {server.name!r} speaks only revisions this gateway does not: {wire.excerpt(', '.join(map(str, supported)))}"
+                    ) from None
+        except (E.UpstreamHttpError, E.UpstreamNotMcp, E.SessionGone):
+            pass  # an older server, or not MCP at all: `initialize` will tell
+        else:
+            versions = result.get("supportedVersions")
+            if isinstance(versions, list) and P.MODERN_VERSION in versions:
+                info = (result.get("_meta") or {}).get(P.META_SERVER_INFO)
+                return modern, None, info if isinstance(info, dict) else {}
+        return self._initialize(server, deadline)
+
+    def _initialize(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session, dict]:
+        params = {"protocolVersion": P.HANDSHAKE_VERSIONS[0], "capabilities": P.CLIENT_CAPABILITIES, "clientInfo": P.CLIENT_INFO}
+        message = {"jsonrpc": "2.0", "id": self._next_id(), "method": "initialize", "params": params}
+        headers = {**server.headers, "Accept": P.ACCEPT, "Content-Type": "application/json"}
+        reply = wire.post(self._http, url=server.url, headers=headers, message=message, deadline=deadline, max_bytes=server.max_response_bytes, label=server.name)
+        result = reply.result or {}
+        version = result.get("protocolVersion")
+        if version not in P.HANDSHAKE_VERSIONS:
+            shown = wire.excerpt(str(version)) if isinstance(version, str) else "none"
+            raise E.UpstreamProtocolUnsupported(f"MCP server {server.name!r} settled on protocol revision {shown!r}, which this gateway does not speak")
+        sid = reply.headers.get(P.H_SESSION_ID)
+        if sid is not None and not P.SESSION_ID_RE.fullmatch(sid):
+            raise E.UpstreamNotMcp(f"MCP server {server.name!r} issued a malformed Mcp-Session-Id")
+        session = _Session(sid, version)
+        try:
+            self._post(server, session, {"jsonrpc": "2.0", "method": "notifications/initialized"}, deadline, legacy=True)
+        except (E.UpstreamHttpError, E.UpstreamJsonRpcError, E.UpstreamNotMcp, E.SessionGone):
+            # The handshake already succeeded; a server that will not take the notification shows
+            # whether it works on the next request, and that one's failure says why.
+            logger.debug("upstream refused notifications/initialized", extra={"server": server.name})
+        info = result.get("serverInfo")
+        return Negotiated(version, modern=False, sessions=sid is not None), session, info if isinstance(info, dict) else {}
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _request(self, server: ServerSpec, nego: Negotiated, session: _Session, method: str, params: dict, deadline: float, *, name: str | None = None, arguments: dict | None = None) -> dict:
+        message = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params}
+        if not nego.modern:
+            return self._post(server, session, message, deadline, legacy=True).result
+        message["params"] = P.modern_meta(params)
+        headers = {P.H_METHOD: method}
+        if name is not None:
+            headers[P.H_NAME] = P.encode_header_value(name)
+            header_map = self._param_maps.get(server.id, {}).get(name)
+            if header_map and arguments:
+                headers.update(P.param_headers(header_map, arguments))
+        return self._post(server, _Session(None, P.MODERN_VERSION), message, deadline, legacy=False, extra=headers).result
+
+    def _post(self, server: ServerSpec, session: _Session, message: dict, deadline: float, *, legacy: bool, extra: dict | None = None) -> wire.Reply:
+        headers = {**server.headers, "Accept": P.ACCEPT, "Content-Type": "application/json", P.H_PROTOCOL_VERSION: session.version}
+        if legacy and session.sid:
+            headers[P.H_SESSION_ID] = session.sid
+        if extra:
+            headers.update(extra)
+        return wire.post(
+            self._http, url=server.url, headers=headers, message=message, deadline=deadline,
+            max_bytes=server.max_response_bytes, label=server.name, sent_session=bool(legacy and session.sid),
+        )
+
+    def _delete(self, server: ServerSpec, session: _Session) -> None:
+        if not session.sid:
+            return
+        headers = {**server.headers, P.H_SESSION_ID: session.sid, P.H_PROTOCOL_VERSION: session.version}
+        timeout = min(SESSION_DELETE_TIMEOUT_S, server.timeout_ms / 1000)
+        wire.delete(self._http, url=server.url, headers=headers, timeout_s=timeout)
+
+    def _delete_soon(self, server: ServerSpec, session: _Session) -> None:
+        if session.sid:
+            try:
+                self._closer.submit(self._delete, server, session)
+            except RuntimeError:  # shutting down: the upstream's idle timeout will end the session
+                pass
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def _learn_param_maps(self, server: ServerSpec, tools: list[dict]) -> None:
+        maps = {t["name"]: m for t in tools if (m := P.param_header_map(t.get("inputSchema")))}
+        self._param_maps[server.id] = maps
+
+    # --- upstream sessions in the shared cache ---------------------------------------------
+
+    def _session_key(self, server: ServerSpec, session_key: str) -> str:
+        digest = hashlib.sha256(session_key.encode()).hexdigest()[:32]
+        return f"mcp:upstream:session:{server.id}:{_url_key(server.url)}:{digest}"
+
+    def _session_ttl(self) -> int:
+        return int(getattr(settings, "SESSION_TTL_SECONDS", 3600)) + 300
+
+    def _session_get(self, server: ServerSpec, session_key: str, fresh: _Session | None, deadline: float) -> _Session:
+        key = self._session_key(server, session_key)
+        entry = self._shared("get", key)
+        if not entry:
+            with self._locks[hash(key) % len(self._locks)]:
+                entry = self._shared("get", key)
+                if not entry:
+                    session = fresh or self._initialize(server, deadline)[1]
+                    if not session.sid or self._shared("add", key, asdict(session), self._session_ttl()):
+                        return session
+                    entry = self._shared("get", key)  # another worker won the race: use theirs
+                    if not entry:
+                        self._shared("set", key, asdict(session), self._session_ttl())
+                        return session
+                    self._delete_soon(server, session)
+                    return _Session(**entry)
+        if fresh is not None:
+            self._delete_soon(server, fresh)
+        return _Session(**entry)
+
+    def _session_renew(self, server: ServerSpec, session_key: str, stale: _Session, deadline: float) -> _Session:
+        key = self._session_key(server, session_key)
+        with self._locks[hash(key) % len(self._locks)]:
+            entry = self._shared("get", key)
+            if entry and entry.get("sid") != stale.sid:
+                return _Session(**entry)  # another thread or worker already renewed it
+            _, session, _ = self._initialize(server, deadline)
+            if session.sid:
+                self._shared("set", key, asdict(session), self._session_ttl())
+            else:
+                self._shared("delete", key)
+            return session
+
+    def _shared(self, op: str, *args):
+        """The session store must work: without it, every call would open a new upstream session."""
+        try:
+            return getattr(cache, op)(*args)
+        except Exception:
+            logger.warning("shared cache unavailable for upstream MCP sessions", exc_info=True)
+            raise Unavailable("the shared cache is unavailable, so upstream MCP sessions cannot be kept") from None
+
+    def _cache(self, op: str, *args):
+        """Negotiation results are an optimisation: a cache failure only costs a handshake."""
+        try:
+            return getattr(cache, op)(*args)
+        except Exception:
+            logger.warning("shared cache unavailable for upstream negotiation", exc_info=True)
+            return None
+
+
+def _url_key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+_client: UpstreamClient | None = None
+_client_pid: int | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> UpstreamClient:
+    """The process's client. Re-created after a fork: a connection pool must not be shared
+    between processes (gunicorn may import the app before forking its workers)."""
+    global _client, _client_pid
+    client = _client
+    if client is not None and _client_pid == os.getpid():
+        return client
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid():
+            _client, _client_pid = UpstreamClient(), os.getpid()
+        return _client
