@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class McpConfig(AppConfig):
     name = "mcp"
     verbose_name = "MCP registry and evidence"
+
+    def ready(self) -> None:
+        from mcp.services.upstream_sessions import upstream_sessions_close
+        from sessions_app import services as sessions
+
+        if upstream_sessions_close not in sessions.on_session_end:
+            sessions.on_session_end.append(upstream_sessions_close)

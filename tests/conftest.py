@@ -14,11 +14,20 @@ from rest_framework.test import APIClient
 from sessions_app.apikeys import apikey_create
 
 
+def _clear_caches() -> None:
+    from mcp.services import evidence, registry
+
+    cache.clear()
+    registry.local_cache_clear()
+    evidence.local_cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    cache.clear()
+    # Tests roll the database back behind the in-process caches' backs: start each one clean.
+    _clear_caches()
     yield
-    cache.clear()
+    _clear_caches()
 
 
 @pytest.fixture

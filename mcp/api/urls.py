@@ -1,1 +1,18 @@
-urlpatterns: list = []
+"""MCP routes under /api/maestro/v1/ (included only while MAESTRO_MCP_ENABLED). No trailing
+slash, like every path in DESIGN section 3."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from mcp.api import evidence_views, invoke_views
+from mcp.api.views import McpServerViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("mcp/servers", McpServerViewSet, basename="mcp-server")
+
+urlpatterns: list = [
+    *router.urls,
+    path("runs/<str:run_id>/mcp/invoke", invoke_views.invoke, name="mcp-invoke"),
+    path("runs/<str:run_id>/mcp/tools", invoke_views.tools, name="mcp-run-tools"),
+    path("runs/<str:run_id>/mcp/evidence", evidence_views.run_evidence, name="mcp-run-evidence"),
+]
