@@ -167,13 +167,13 @@ for _origin in CORS_ALLOWED_ORIGINS:
         raise ConfigError(f"CORS_ORIGIN holds {_origin!r}: use comma-separated origins like https://studio.example.com")
 CORS_ALLOWED_ORIGINS = [o.rstrip("/") for o in CORS_ALLOWED_ORIGINS]
 
-# The web door (gunicorn gthread; see DESIGN section 1 for why threads over async). The in-process
-# cache is per process, so without Redis a single worker keeps revocations and counters coherent.
+# The web door (gunicorn gthread; see DESIGN section 1 for why threads over async). Without Redis
+# one worker: per-process state (in-flight counts, chain heads) then needs no coordination.
 HTTP_BIND = _raw("MAESTRO_HTTP_BIND") or "127.0.0.1:8000"
 HTTP_WORKERS = env_int("WEB_CONCURRENCY", 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
 HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 16, minimum=1, maximum=256)
 if HTTP_WORKERS > 1 and not _raw("REDIS_URL"):
-    raise ConfigError("WEB_CONCURRENCY > 1 needs REDIS_URL: the in-process cache cannot be shared between workers")
+    raise ConfigError("WEB_CONCURRENCY > 1 needs REDIS_URL: the embedded cache is not built for several workers")
 
 # --- Django ----------------------------------------------------------------------------------
 
@@ -277,7 +277,17 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "maestro", "OPTIONS": {"MAX_ENTRIES": 100_000}}}
+    # The embedded default: a cache in ./data that needs no service. A file cache rather than
+    # memory, because `make run` is three processes (web, gRPC, worker) that must all see a
+    # revocation or a registry change; Redis replaces it for anything beyond one machine.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": "maestro",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 CELERY_BROKER_URL = (
     env_url("CELERY_BROKER_URL", schemes={"redis", "rediss", "amqp", "amqps", "filesystem", "memory"}) or REDIS_URL or "filesystem://"

@@ -5,9 +5,11 @@ Two implementations with one interface:
 - `RedisStore` (the default cache is django-redis): raw redis-py commands on django-redis's own
   connection pool (same URL, same 1 s timeouts). Raw commands because the index needs atomic hash
   updates and the cleanup needs SCAN, and because the hot path should not pay for pickling.
-- `CacheStore` (any other cache, i.e. the embedded in-process cache): the same behaviour over the
-  Django cache API. Index updates are read-modify-write under a process lock, which is coherent
-  because without Redis the gateway runs a single process (see maestro/settings.py).
+- `CacheStore` (any other cache, i.e. the embedded file cache): the same behaviour over the Django
+  cache API. Revocation keys are shared by every process on the machine (web, gRPC, worker);
+  run-index updates are read-modify-write under a process lock, so in the embedded mode two
+  processes changing one run's index at the same instant can lose a listing entry (never a
+  revocation). Redis is the answer for anything beyond a development machine.
 
 Every Redis failure surfaces as `StoreUnavailable`; callers turn it into a domain error.
 """
@@ -180,7 +182,7 @@ class RedisStore:
 
 
 class CacheStore:
-    """The embedded fallback over the Django cache API (in-process LocMem by default)."""
+    """The embedded fallback over the Django cache API (the file cache in ./data by default)."""
 
     _lock = threading.Lock()
 

@@ -1,4 +1,4 @@
-"""The same behaviour on the embedded default (no REDIS_URL: Django's in-process cache)."""
+"""The same behaviour on the embedded default (no REDIS_URL: the file cache in the data folder)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from tests.sessions_app.helpers import RUN, flush_cache, outcome
 
 
 @pytest.fixture(autouse=True)
-def in_process_cache(settings):
+def embedded_cache(settings, tmp_path):
     settings.REDIS_URL = None
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "embedded-test"}}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path / "cache")}}
     assert isinstance(get_store(), CacheStore)
     yield
     flush_cache()
