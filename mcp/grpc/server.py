@@ -1,0 +1,199 @@
+"""Build and run the gRPC server: thread pool, in-flight limit, TLS/mTLS, health, reflection, drain.
+
+Threads, not asyncio: the invoke core is synchronous (DESIGN section 1) and a thread per call is
+what it is written for. The pool has MCP_GRPC_MAX_IN_FLIGHT threads for gateway calls plus a few
+for health and reflection, so a saturated gateway still answers its health probe (see
+interceptors.py), and grpc's own `maximum_concurrent_rpcs` caps the total so nothing ever queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from maestro.config import ConfigError
+from mcp.grpc import gateway_pb2, gateway_pb2_grpc, metrics
+from mcp.grpc.interceptors import GatewayInterceptor
+from mcp.grpc.servicer import McpGatewayServicer
+
+logger = logging.getLogger("maestro.grpc")
+
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["McpGateway"].full_name
+# Threads (and grpc concurrency) kept apart from gateway calls for health checks and reflection.
+CONTROL_HEADROOM = 4
+CANCEL_SETTLE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    cert_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None
+
+    @property
+    def mode(self) -> str:
+        return "mtls" if self.client_ca else "tls"
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.cert_chain)], root_certificates=self.client_ca, require_client_auth=self.client_ca is not None
+        )
+
+
+def _read(variable: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path!r}: cannot read the file ({exc.strerror or exc})") from None
+
+
+def _certificates(variable: str, path: str, data: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(f"{variable}={path!r} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+
+
+def _public_der(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_tls(*, cert: str | None, key: str | None, ca: str | None) -> TlsMaterial | None:
+    """Read and check the TLS files now, so a bad file stops the start with one line naming its
+    variable instead of failing every handshake later with an opaque SSL error."""
+    if not cert or not key:
+        return None
+    cert_pem = _read("MCP_GRPC_TLS_CERT", cert)
+    leaf = _certificates("MCP_GRPC_TLS_CERT", cert, cert_pem)[0]
+    key_pem = _read("MCP_GRPC_TLS_KEY", key)
+    try:
+        private_key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise ConfigError(f"MCP_GRPC_TLS_KEY={key!r} is encrypted: give the unencrypted PEM private key") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(f"MCP_GRPC_TLS_KEY={key!r} is not a PEM private key (expected -----BEGIN PRIVATE KEY-----)") from None
+    if _public_der(private_key.public_key()) != _public_der(leaf.public_key()):
+        raise ConfigError(f"MCP_GRPC_TLS_KEY={key!r} does not match the certificate in MCP_GRPC_TLS_CERT={cert!r}")
+    if leaf.not_valid_after_utc <= datetime.now(timezone.utc):
+        raise ConfigError(f"MCP_GRPC_TLS_CERT={cert!r} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    ca_pem = None
+    if ca:
+        ca_pem = _read("MCP_GRPC_TLS_CA", ca)
+        _certificates("MCP_GRPC_TLS_CA", ca, ca_pem)
+    return TlsMaterial(cert_chain=cert_pem, private_key=key_pem, client_ca=ca_pem)
+
+
+def _check_bindable(bind: str) -> None:
+    """Try the address first, so a busy or foreign address is one line naming MCP_GRPC_BIND and
+    the reason, rather than grpc's own log noise and a bare failure."""
+    host, _, port = bind.rpartition(":")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, ValueError) as exc:
+        raise ConfigError(f"MCP_GRPC_BIND={bind!r}: not an address to listen on ({exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        # As grpc does: a port left in TIME_WAIT by a previous run is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"MCP_GRPC_BIND={bind!r}: cannot listen there ({exc.strerror or exc})") from None
+
+
+@dataclass
+class GatewayServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    pool: ThreadPoolExecutor
+    interceptor: GatewayInterceptor
+
+    def drain(self, grace_s: float) -> int:
+        """Stop taking calls, tell health checkers, give in-flight calls up to `grace_s` seconds.
+        Returns how many handlers are still running (cancelled, but their threads not yet back)."""
+        self.health.enter_graceful_shutdown()
+        # grpc cancels the calls still running at the end of the grace period, but its stop event
+        # is set only once their handlers return: wait for it a moment longer, not forever.
+        self.server.stop(grace_s).wait(grace_s + CANCEL_SETTLE_SECONDS)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        return self.interceptor.in_flight
+
+
+def build_server(
+    *, bind: str, max_in_flight: int, default_deadline_ms: int, tls: TlsMaterial | None = None,
+    max_request_bytes: int = 4 * 1024 * 1024, log_requests: bool = True,
+) -> GatewayServer:
+    _check_bindable(bind)
+    slots = max_in_flight + CONTROL_HEADROOM
+    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="grpc")
+    interceptor = GatewayInterceptor(max_in_flight=max_in_flight, log_requests=log_requests)
+    server = grpc.server(
+        pool,
+        interceptors=[interceptor],
+        maximum_concurrent_rpcs=slots,
+        options=[
+            # grpc sets SO_REUSEPORT by default: a second server on the same port would start
+            # "fine" and steal half the connections. Off, a busy port is an error at start.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_request_bytes),
+        ],
+    )
+    gateway_pb2_grpc.add_McpGatewayServicer_to_server(McpGatewayServicer(default_deadline_ms=default_deadline_ms), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_secure_port(bind, tls.credentials()) if tls else server.add_insecure_port(bind)
+    except RuntimeError:
+        port = 0
+    if not port:
+        pool.shutdown(wait=False)
+        raise ConfigError(f"MCP_GRPC_BIND={bind!r}: cannot listen there (address in use or not local?)")
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GatewayServer(server=server, port=port, health=health_servicer, pool=pool, interceptor=interceptor)
+
+
+def serve(*, bind: str, max_in_flight: int, default_deadline_ms: int, tls: TlsMaterial | None, grace_s: float,
+          metrics_bind: str | None = None, max_request_bytes: int = 4 * 1024 * 1024, log_requests: bool = True) -> int:
+    """Serve until SIGTERM or SIGINT, then drain for at most `grace_s` seconds. Returns how many
+    calls were abandoned (still running after the grace period)."""
+    gateway = build_server(
+        bind=bind, max_in_flight=max_in_flight, default_deadline_ms=default_deadline_ms, tls=tls,
+        max_request_bytes=max_request_bytes, log_requests=log_requests,
+    )
+    stop = wait_for_signal_event()
+    metrics.serve_metrics(metrics_bind)
+    gateway.server.start()
+    logger.info(
+        "grpc serving",
+        extra={"bind": bind, "port": gateway.port, "tls": tls.mode if tls else "off", "max_in_flight": max_in_flight,
+               "default_deadline_ms": default_deadline_ms},
+    )
+    while not stop.wait(0.5):
+        pass
+    logger.info("grpc draining", extra={"grace_s": grace_s, "in_flight": metrics.in_flight()})
+    abandoned = gateway.drain(grace_s)
+    logger.info("grpc stopped", extra={"abandoned_calls": abandoned})
+    return abandoned
+
+
+def wait_for_signal_event() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (installed from the main thread)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
