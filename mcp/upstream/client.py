@@ -1,4 +1,4 @@
-"""The gateway's MCP client to upstream servers: one per process, over one pooled `httpx.Client`.
+"""The gateway's MCP client to upstream servers: one per process, over one pooled HTTP/1.1 client (http11).
 
 - Negotiation, newest first: `server/discover` at 2026-07-28 (sessionless, per-request `_meta`);
   anything that is not a positive answer falls back to `initialize` (2025-11-25, and whatever older
@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
-import httpx
 from django.conf import settings
 from django.core.cache import cache
 
 from maestro.errors import Unavailable
 from mcp.upstream import errors as E
+from mcp.upstream import http11
 from mcp.upstream import protocol as P
 from mcp.upstream import wire
 
@@ -77,16 +77,9 @@ class _Session:
 
 
 class UpstreamClient:
-    def __init__(self, *, http: httpx.Client | None = None):
-        self._http = http or httpx.Client(
-            limits=httpx.Limits(
-                max_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS,
-                max_keepalive_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS,
-                keepalive_expiry=30.0,
-            ),
-            follow_redirects=False,  # a redirect could carry the auth headers to another host
-            headers={"User-Agent": "maestro-mcp-gateway"},
-        )
+    def __init__(self, *, http: http11.Http11Pool | None = None):
+        # Redirects are never followed (http11): one could carry the auth headers to another host.
+        self._http = http or http11.Http11Pool(max_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS)
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6)
         self._negotiated: dict[str, tuple[float, Negotiated]] = {}
@@ -395,7 +388,7 @@ _client_lock = threading.Lock()
 
 def get_client() -> UpstreamClient:
     """The process's client. Re-created after a fork: a connection pool must not be shared
-    between processes (gunicorn may import the app before forking its workers)."""
+    between processes (a server may import the app before forking its workers)."""
     global _client, _client_pid
     client = _client
     if client is not None and _client_pid == os.getpid():

@@ -2,8 +2,8 @@
 or as an SSE stream, and turn everything that can go wrong into a typed error.
 
 Budgets: the whole exchange must finish by `deadline` (a `time.monotonic()` value) and read at
-most `max_bytes`. httpx's timeouts are per operation, so the deadline is also checked after every
-chunk (an SSE stream of keep-alives would otherwise never time out); a declared Content-Length
+most `max_bytes`. Socket timeouts are per operation, so the deadline is also checked before every
+read (an SSE stream of keep-alives would otherwise never time out); a declared Content-Length
 over the cap is refused before any of the body is read.
 """
 
@@ -13,12 +13,12 @@ import json
 import ssl
 import time
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
-
-import httpx
 
 from maestro.logs import scrub_text
 from mcp.upstream import errors as E
+from mcp.upstream import http11
 
 # The part of an error body worth reading to find a JSON-RPC error in it.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -28,7 +28,7 @@ EXCERPT_CHARS = 60
 @dataclass(frozen=True)
 class Reply:
     result: dict | None  # None for an accepted notification (202)
-    headers: httpx.Headers
+    headers: Message  # case-insensitive .get()
 
 
 def excerpt(raw: bytes | str) -> str:
@@ -47,7 +47,7 @@ def remaining(deadline: float, label: str) -> float:
 
 
 def post(
-    http: httpx.Client,
+    http: http11.Http11Pool,
     *,
     url: str,
     headers: dict[str, str],
@@ -61,35 +61,33 @@ def post(
     left = remaining(deadline, label)
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        with http.stream("POST", url, content=body, headers=headers, timeout=httpx.Timeout(left)) as response:
+        with http.stream("POST", url, content=body, headers=headers, deadline=time.monotonic() + left) as response:
             return _read(response, request_id=message.get("id"), deadline=deadline, max_bytes=max_bytes, label=label, sent_session=sent_session)
-    except httpx.HTTPError as exc:
+    except http11.TransportError as exc:
         raise transport_error(exc, label) from None
 
 
-def delete(http: httpx.Client, *, url: str, headers: dict[str, str], timeout_s: float) -> int | None:
+def delete(http: http11.Http11Pool, *, url: str, headers: dict[str, str], timeout_s: float) -> int | None:
     """DELETE an upstream session; best-effort (the upstream forgets idle sessions anyway)."""
     try:
-        with http.stream("DELETE", url, headers=headers, timeout=httpx.Timeout(timeout_s)) as response:
+        with http.stream("DELETE", url, headers=headers, deadline=time.monotonic() + timeout_s) as response:
             return response.status_code  # the body, if any, is not read: nothing in it matters
-    except httpx.HTTPError:
+    except http11.TransportError:
         return None
 
 
-def transport_error(exc: httpx.HTTPError, label: str) -> Exception:
-    if isinstance(exc, httpx.PoolTimeout):
+def transport_error(exc: http11.TransportError, label: str) -> Exception:
+    if isinstance(exc, http11.PoolTimeout):
         return E.UpstreamTimedOut(f"no free connection to MCP server {label!r} within its timeout (connection limit reached)")
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, http11.TimedOut):
         return E.UpstreamTimedOut(f"MCP server {label!r} did not answer within its timeout")
     if _is_tls(exc):
         return E.UpstreamTlsError(f"TLS with MCP server {label!r} failed: {_tls_reason(exc)}")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, http11.ConnectFailed):
         return E.UpstreamUnreachable(f"cannot connect to MCP server {label!r}: {_connect_reason(exc)}")
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, http11.ProtocolError):
         return E.UpstreamUnreachable(f"MCP server {label!r} closed the connection before a complete answer")
-    if isinstance(exc, httpx.TransportError):
-        return E.UpstreamUnreachable(f"the connection to MCP server {label!r} failed ({type(exc).__name__})")
-    return E.UpstreamUnreachable(f"the request to MCP server {label!r} failed ({type(exc).__name__})")
+    return E.UpstreamUnreachable(f"the connection to MCP server {label!r} failed ({type(exc).__name__})")
 
 
 def _causes(exc: BaseException):
@@ -124,7 +122,7 @@ def _connect_reason(exc: BaseException) -> str:
     return "connection failed"
 
 
-def _read(response: httpx.Response, *, request_id, deadline: float, max_bytes: int, label: str, sent_session: bool) -> Reply:
+def _read(response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str, sent_session: bool) -> Reply:
     status = response.status_code
     if status >= 300:
         raise _status_error(response, deadline=deadline, label=label, sent_session=sent_session)
@@ -149,7 +147,7 @@ def _read(response: httpx.Response, *, request_id, deadline: float, max_bytes: i
     return Reply(result=_result_of(message, request_id, label), headers=response.headers)
 
 
-def _read_capped(response: httpx.Response, *, deadline: float, max_bytes: int, label: str, truncate: bool = False) -> bytes:
+def _read_capped(response: http11.Response, *, deadline: float, max_bytes: int, label: str, truncate: bool = False) -> bytes:
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
@@ -170,7 +168,7 @@ def _parse_json(raw: bytes, label: str) -> Any:
         raise E.UpstreamNotMcp(f"MCP server {label!r} answered invalid JSON (body starts with {excerpt(raw)!r})") from None
 
 
-def _read_sse(response: httpx.Response, *, request_id, deadline: float, max_bytes: int, label: str) -> Any:
+def _read_sse(response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str) -> Any:
     """Read events until the answer to `request_id` arrives. Notifications and server-to-client
     requests on the same stream (progress, logging) are skipped: the gateway does not relay them."""
     size = 0
@@ -232,7 +230,7 @@ def jsonrpc_error(error: Any, label: str) -> Exception:
     )
 
 
-def _status_error(response: httpx.Response, *, deadline: float, label: str, sent_session: bool) -> Exception:
+def _status_error(response: http11.Response, *, deadline: float, label: str, sent_session: bool) -> Exception:
     status = response.status_code
     try:
         raw = _read_capped(response, deadline=deadline, max_bytes=ERROR_BODY_LIMIT, label=label, truncate=True)
