@@ -27,7 +27,7 @@ from mcp.invocation_metrics import INVOCATION_SECONDS, INVOCATIONS, POLICY_DECIS
 from mcp.receipts import Decision, receipt_issue
 from mcp.services.evidence import EvidenceEntry, evidence_append
 from mcp.services.limits import session_slot
-from mcp.services.registry import server_spec_get, server_tools_cached, server_tools_list
+from mcp.services.registry import server_spec_get, server_tool_index, server_tools_cached, server_tools_list
 from mcp.upstream.client import get_client
 from sessions_app.services import SessionClaims, session_authenticate
 
@@ -117,17 +117,13 @@ _validators: dict[tuple, object] = {}
 _validators_lock = threading.Lock()
 
 
-def _tool_index(*, server_id: str, tools: list[dict]) -> dict[str, dict]:
-    return {tool.get("name"): tool for tool in tools if isinstance(tool, dict)}
-
-
 def _find_tool(*, server, tool: str) -> dict:
-    tools = server_tools_cached(server=server)
-    found = _tool_index(server_id=str(server.id), tools=tools).get(tool)
+    found = server_tool_index(server=server).get(tool)
     if found is None and cache.add(f"mcp:tools-miss-refresh:{server.id}", 1, _MISS_REFRESH_SECONDS):
         # A tool added upstream since the last fetch: refresh once, at most every few seconds per
         # server, so unknown names cannot be used to hammer the upstream with tools/list.
-        found = _tool_index(server_id=str(server.id), tools=server_tools_list(server=server, refresh=True)).get(tool)
+        server_tools_list(server=server, refresh=True)
+        found = server_tool_index(server=server).get(tool)
     if found is None:
         raise errors.NotFound(f"tool {tool!r} not found on server {server.name!r}", code="tool_not_found")
     return found

@@ -5,7 +5,9 @@ Hot-path caching (`server_spec_get`): each process keeps resolved servers in mem
 the registry version, a token in the shared cache that every write replaces. A process re-reads
 that token at most once per `VERSION_CHECK_SECONDS`, so an edit made anywhere is seen by every
 worker within about a second (at once in the process that made it), and the hot path pays
-neither a database query nor, most of the time, a cache round trip.
+neither a database query nor, most of the time, a cache round trip. Tool lists are kept the same
+way (`server_tool_index`), for at most `LOCAL_TOOLS_SECONDS`, so a list another process refreshed
+in the shared cache reaches this one within a few seconds.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ WRITABLE = ("name", "url", "description", "scopes", "tags", "enabled", "timeout_
 CONFIG_FIELDS = ("auth_headers_encrypted", "auth_header_names", "tools_cache", "tools_fetched_at", "tag_index", "updated_at")
 VERSION_KEY = "mcp:registry:version"
 VERSION_CHECK_SECONDS = 1.0
+LOCAL_TOOLS_SECONDS = 5.0
 LOCAL_MAX_ENTRIES = 10_000
 PROBE_WORKERS = 8
 
@@ -146,6 +149,7 @@ def registry_changed(*, server_id) -> None:
 def local_cache_clear() -> None:
     """Forget this process's resolved servers (tests call it between cases, too)."""
     _local.clear()
+    _local_tools.clear()
     _version_seen[:] = [None, 0.0]
 
 
@@ -229,6 +233,7 @@ def server_tools_list(*, server, refresh: bool = False) -> list[dict]:
     McpServer.objects.filter(pk=model.pk).update(tools_cache=tools, tools_fetched_at=fetched_at)
     model.tools_cache, model.tools_fetched_at = tools, fetched_at
     cache.set(_tools_key(model.pk), tools, ttl)
+    _local_tools.pop(str(model.pk), None)
     return tools
 
 
@@ -290,6 +295,7 @@ def servers_probe(*, servers) -> dict[str, str]:
 # --- hot path ---------------------------------------------------------------------------------
 
 _local: dict[str, tuple[object, ServerSnapshot, ServerSpec]] = {}
+_local_tools: dict[str, tuple[object, float, dict[str, dict]]] = {}  # server id -> (version, read at, name -> tool)
 _version_seen: list = [None, 0.0]  # [token, monotonic time it was read]
 _version_lock = threading.Lock()
 
@@ -306,6 +312,21 @@ def server_spec_get(*, ref: str) -> tuple[ServerSnapshot, ServerSpec]:
         _local.clear()
     _local[ref] = (version, snapshot, spec)
     return snapshot, spec
+
+
+def server_tool_index(*, server: ServerSnapshot) -> dict[str, dict]:
+    """The server's tools by name, for the hot path: from this process's memory while the registry
+    is unchanged and the copy is younger than LOCAL_TOOLS_SECONDS, else `server_tools_cached`."""
+    version = _current_version()
+    now = time.monotonic()
+    hit = _local_tools.get(server.id)
+    if hit is not None and hit[0] == version and now - hit[1] < LOCAL_TOOLS_SECONDS:
+        return hit[2]
+    index = {tool.get("name"): tool for tool in server_tools_cached(server=server) if isinstance(tool, dict)}
+    if len(_local_tools) >= LOCAL_MAX_ENTRIES:
+        _local_tools.clear()
+    _local_tools[server.id] = (version, now, index)
+    return index
 
 
 def _snapshot(server: McpServer) -> ServerSnapshot:

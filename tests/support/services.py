@@ -48,7 +48,11 @@ def _pg_bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # Not durable (the default): no fsync, commits acknowledged before they reach the WAL on
+        # disk. Fast for tests, but an immediate stop then loses the last commits; tests that stop
+        # the server under a running gateway need durable=True, as production has.
+        self.durable = durable
         self.bindir = _pg_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="maestro-pg-"))
         self.datadir = self.root / "data"
@@ -77,7 +81,9 @@ class PostgresServer:
         return self
 
     def _pg_ctl_start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     @property
