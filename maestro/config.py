@@ -1,6 +1,6 @@
 """Start-up configuration errors, reported as one line instead of a traceback.
 
-Every entry point (manage.py, the WSGI/ASGI modules, Celery, gunicorn's config) loads settings
+Every entry point (manage.py, the WSGI/ASGI modules, Celery, the web launcher maestro.web) loads settings
 through `load_settings_or_exit()`, so an operator who forgot a variable sees which one and how to
 fix it, and nothing starts half-configured.
 """

@@ -167,11 +167,16 @@ for _origin in CORS_ALLOWED_ORIGINS:
         raise ConfigError(f"CORS_ORIGIN holds {_origin!r}: use comma-separated origins like https://studio.example.com")
 CORS_ALLOWED_ORIGINS = [o.rstrip("/") for o in CORS_ALLOWED_ORIGINS]
 
-# The web door (gunicorn gthread; see DESIGN section 1 for why threads over async). Without Redis
-# one worker: per-process state (in-flight counts, chain heads) then needs no coordination.
+# The web door (granian serving WSGI on threads, maestro/web.py; DESIGN section 1 for why threads
+# over async). Without Redis one worker: per-process state (in-flight counts, chain heads) then
+# needs no coordination. Threads start on demand, so the default ceiling is high enough for
+# hundreds of slow tool calls at once without costing anything while they are not needed.
 HTTP_BIND = _raw("MAESTRO_HTTP_BIND") or "127.0.0.1:8000"
+_bind_port = HTTP_BIND.rpartition(":")[2]
+if ":" not in HTTP_BIND or not _bind_port.isdigit() or not 0 < int(_bind_port) < 65536:
+    raise ConfigError(f"MAESTRO_HTTP_BIND={HTTP_BIND!r}: use HOST:PORT, e.g. 127.0.0.1:8000 or 0.0.0.0:8000")
 HTTP_WORKERS = env_int("WEB_CONCURRENCY", 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
-HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 16, minimum=1, maximum=256)
+HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 512, minimum=1, maximum=4096)
 if HTTP_WORKERS > 1 and not _raw("REDIS_URL"):
     raise ConfigError("WEB_CONCURRENCY > 1 needs REDIS_URL: the embedded cache is not built for several workers")
 
@@ -256,7 +261,21 @@ else:
             raise ConfigError(f"DATABASE_URL={_mask(_database_url)!r} names no database: expected postgresql://USER:PASSWORD@HOST:PORT/NAME")
         _db.setdefault("OPTIONS", {})
         _db["OPTIONS"].setdefault("connect_timeout", 2)
-        _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0, maximum=86_400)
+        # A pool per process, not a connection per thread: the web door runs up to
+        # MAESTRO_HTTP_THREADS threads per worker (hundreds, for slow tools), and PostgreSQL allows
+        # about a hundred connections in all. Each request takes a connection when it first
+        # queries and gives it back when it ends; with CONN_HEALTH_CHECKS Django has the pool check
+        # it on the way out, so a connection broken by a PostgreSQL restart is never handed out.
+        DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 16, minimum=0, maximum=500)
+        if DATABASE_POOL_SIZE:
+            if _raw("DATABASE_CONN_MAX_AGE"):
+                raise ConfigError("DATABASE_CONN_MAX_AGE applies only without the pool: set DATABASE_POOL_SIZE=0 to use it, or unset it")
+            # timeout: how long a request waits for a free connection before failing (503) rather
+            # than hanging while PostgreSQL is down.
+            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 5}
+            _db["CONN_MAX_AGE"] = 0
+        else:
+            _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0, maximum=86_400)
         _db["CONN_HEALTH_CHECKS"] = True
     DATABASES = {"default": _db}
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.processes import Gunicorn, project_env
+from tests.support.processes import WebServer, project_env
 from tests.support.services import PostgresServer, RedisServer
 
 
@@ -21,7 +21,7 @@ def own_deps():
 @pytest.fixture(scope="module")
 def web(own_deps):
     postgres, redis = own_deps
-    with Gunicorn(project_env(DATABASE_URL=postgres.url, REDIS_URL=redis.url, WEB_CONCURRENCY="1")) as server:
+    with WebServer(project_env(DATABASE_URL=postgres.url, REDIS_URL=redis.url, WEB_CONCURRENCY="1")) as server:
         yield server
 
 

@@ -14,7 +14,7 @@ from mcp.models import Invocation
 from sessions_app.services import session_create, session_revoke
 from tests.mcp.helpers import register
 from tests.mcp.invoke_helpers import RUN, evidence, invoke, session_token
-from tests.support.processes import Gunicorn, project_env, run_manage
+from tests.support.processes import WebServer, project_env, run_manage
 
 
 def evidence_api(api, run_id: str = RUN, **params):
@@ -23,10 +23,10 @@ def evidence_api(api, run_id: str = RUN, **params):
 
 @pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_calls_across_two_workers_give_one_gap_free_chain(admin_api, sdk):
-    # Given the gateway as deployed: two gunicorn worker processes sharing PostgreSQL and Redis.
+    # Given the gateway as deployed: two web worker processes sharing PostgreSQL and Redis.
     register(admin_api, name="modern", url=sdk.modern_json.url())
     token = session_token()
-    with Gunicorn(project_env(WEB_CONCURRENCY="2", MAESTRO_HTTP_THREADS="16", MCP_SESSION_MAX_IN_FLIGHT="100")) as web:
+    with WebServer(project_env(WEB_CONCURRENCY="2", MAESTRO_HTTP_THREADS="16", MCP_SESSION_MAX_IN_FLIGHT="100")) as web:
         url = f"{web.base_url}/api/maestro/v1/runs/{RUN}/mcp/invoke"
         with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=50)) as http:
             def call(n: int) -> int:

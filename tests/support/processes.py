@@ -1,4 +1,4 @@
-"""Start the project's own entry points as real processes for tests (gunicorn, manage.py)."""
+"""Start the project's own entry points as real processes for tests (the web server, manage.py)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def run_manage(*args: str, env: dict | None = None, timeout: float = 60) -> subp
     return subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env or project_env(), capture_output=True, text=True, timeout=timeout)
 
 
-class Gunicorn:
-    """The web door exactly as deployed (gunicorn gthread with the project's config)."""
+class WebServer:
+    """The web door exactly as deployed: the Procfile's `python -m maestro.web` (granian)."""
 
     def __init__(self, env: dict[str, str]):
         self.port = free_port()
@@ -52,10 +52,9 @@ class Gunicorn:
         self.process: subprocess.Popen | None = None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Gunicorn":
-        gunicorn = str(Path(PYTHON).parent / "gunicorn")
+    def __enter__(self) -> "WebServer":
         self.process = subprocess.Popen(
-            [gunicorn, "-c", "maestro/gunicorn.conf.py", "maestro.wsgi"],
+            [PYTHON, "-m", "maestro.web"],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         wait_for_port(self.port, timeout=30)
