@@ -291,7 +291,12 @@ if REDIS_URL:
                 # Bounded: a hung Redis must never hold a request (or readiness) for long.
                 "SOCKET_CONNECT_TIMEOUT": 1.0,
                 "SOCKET_TIMEOUT": 1.0,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 200, "retry_on_timeout": False},
+                # A connection per thread that may need one at once, and a short wait rather than
+                # an error when they are all busy (MaxConnectionsError under a burst of calls).
+                "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+                "CONNECTION_POOL_KWARGS": {
+                    "max_connections": max(HTTP_THREADS, MCP_GRPC_MAX_IN_FLIGHT) + 64, "timeout": 2, "retry_on_timeout": False,
+                },
             },
         }
     }

@@ -117,9 +117,16 @@ _validators: dict[tuple, object] = {}
 _validators_lock = threading.Lock()
 
 
+def _may_refresh_tools(*, server_id: str) -> bool:
+    try:
+        return bool(cache.add(f"mcp:tools-miss-refresh:{server_id}", 1, _MISS_REFRESH_SECONDS))
+    except Exception:
+        return False  # without the shared cache there is no shared rate limit: do not refresh
+
+
 def _find_tool(*, server, tool: str) -> dict:
     found = server_tool_index(server=server).get(tool)
-    if found is None and cache.add(f"mcp:tools-miss-refresh:{server.id}", 1, _MISS_REFRESH_SECONDS):
+    if found is None and _may_refresh_tools(server_id=server.id):
         # A tool added upstream since the last fetch: refresh once, at most every few seconds per
         # server, so unknown names cannot be used to hammer the upstream with tools/list.
         server_tools_list(server=server, refresh=True)

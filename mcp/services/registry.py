@@ -232,7 +232,10 @@ def server_tools_list(*, server, refresh: bool = False) -> list[dict]:
     fetched_at = timezone.now()
     McpServer.objects.filter(pk=model.pk).update(tools_cache=tools, tools_fetched_at=fetched_at)
     model.tools_cache, model.tools_fetched_at = tools, fetched_at
-    cache.set(_tools_key(model.pk), tools, ttl)
+    try:
+        cache.set(_tools_key(model.pk), tools, ttl)
+    except Exception:
+        logger.warning("shared cache unavailable: tool list stored in the database only", exc_info=True)
     _local_tools.pop(str(model.pk), None)
     return tools
 
@@ -240,7 +243,11 @@ def server_tools_list(*, server, refresh: bool = False) -> list[dict]:
 def server_tools_cached(*, server) -> list[dict]:
     """For the hot path: the tool list from the shared cache, else the database, else MCP. When
     discovery fails but an older list exists, the older list is returned (and the failure logged)."""
-    tools = cache.get(_tools_key(server.id))
+    try:
+        tools = cache.get(_tools_key(server.id))
+    except Exception:
+        logger.warning("shared cache unavailable: reading the tool list from the database", exc_info=True)
+        tools = None
     if tools is not None:
         return tools
     model = server if isinstance(server, McpServer) else server_get(ref=str(server.id))

@@ -21,3 +21,21 @@ def test_idle_keep_alive_connections_do_not_starve_a_new_client():
         finally:
             for client in idle:
                 client.close()
+
+
+def test_requests_never_see_the_process_environment(tmp_path):
+    # Granian puts os.environ into every WSGI environ; the gateway must strip it before Django.
+    from maestro import wsgi
+
+    seen = {}
+
+    def capture(environ, start_response):
+        seen.update(environ)
+        start_response("204 No Content", [])
+        return []
+
+    app = wsgi._without_process_environment(capture)
+    secret_name = next(iter(wsgi._PROCESS_ONLY))
+    app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_HOST": "x", secret_name: "leak", "SESSION_SECRET": "leak"}, lambda *a: None)
+    assert secret_name not in seen and "SESSION_SECRET" not in seen
+    assert seen["REQUEST_METHOD"] == "GET" and seen["HTTP_HOST"] == "x"

@@ -3,6 +3,7 @@ command, and a revoked session's upstream MCP session is closed."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -125,3 +126,46 @@ def test_admin_shows_evidence_read_only_and_filterable(client, admin_api, sdk, d
     detail = client.get(f"/admin/mcp/invocation/{row.pk}/change/")
     assert detail.status_code == 200 and b'name="status"' not in detail.content, "no editable fields"
     assert client.post(f"/admin/mcp/invocation/{row.pk}/delete/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_of_one_run_are_grouped_into_one_insert(monkeypatch):
+    from django.db import connections
+
+    from mcp.services import evidence as ev
+
+    # Given a first writer held inside its INSERT while 19 more calls of the same run arrive
+    real_insert, batches, first_inside, release = ev._insert, [], threading.Event(), threading.Event()
+
+    def observed_insert(rows):
+        batches.append(len(rows))
+        if len(batches) == 1:
+            first_inside.set()
+            release.wait(10)
+        real_insert(rows)
+
+    monkeypatch.setattr(ev, "_insert", observed_insert)
+
+    def append(n: int):
+        try:
+            return ev.evidence_append(entry=ev.EvidenceEntry(
+                run_id="run-group", session_id="s", server_id="", server_name="srv", tool="echo", arguments_digest=str(n),
+                result_digest="", status="success", error_code="", is_error=False, latency_us=n, receipt="", transport="http",
+            ))
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        first = pool.submit(append, 0)
+        assert first_inside.wait(10)
+        rest = [pool.submit(append, n) for n in range(1, 20)]
+        deadline = time.monotonic() + 10
+        while len(ev._queue("run-group").pending) < 19 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        rows = [first.result()] + [f.result() for f in rest]
+
+    # Then the 19 that waited were written together, and the chain is 1..20 without a gap
+    assert batches == [1, 19]
+    assert sorted(row.seq for row in rows) == list(range(1, 21))
+    assert ev.evidence_verify(run_id="run-group") == {"chain": "valid", "length": 20, "head": max(rows, key=lambda r: r.seq).hash}

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,15 +54,23 @@ class WebServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "WebServer":
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would
+        # block the server's logging (and so the server).
+        self.log_file = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "maestro.web"],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [PYTHON, "-m", "maestro.web"], cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, text=True,
         )
         wait_for_port(self.port, timeout=30)
         return self
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.base_url + path, timeout=10, **kwargs)
+
+    def output(self) -> str:
+        """What the server has logged so far (for assertions and failure messages)."""
+        self.log_file.flush()
+        self.log_file.seek(0)
+        return self.log_file.read()
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:
