@@ -10,6 +10,7 @@ for server specs, tool lists and compiled schemas, the pooled upstream client, o
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError, connection
 from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 
@@ -31,6 +33,7 @@ from mcp.services.registry import server_spec_get, server_tool_index, server_too
 from mcp.upstream.client import get_client
 from sessions_app.services import SessionClaims, session_authenticate
 
+logger = logging.getLogger("mcp.invoke")
 MAX_TOOL_NAME = 128
 MAX_ARGUMENT_DEPTH = 32
 _MISS_REFRESH_SECONDS = 5
@@ -181,10 +184,23 @@ def tool_invoke(
     timeout_ms: int | None = None, deadline_s: float | None = None, transport: str = "http",
 ) -> InvocationResult:
     with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
-        claims = session_authenticate(token=token, run_id=run_id)
-        arguments = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
-        attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments=arguments, transport=transport)
-        return _invoke_recorded(attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s)
+        try:
+            claims = session_authenticate(token=token, run_id=run_id)
+            arguments = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
+            attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments=arguments, transport=transport)
+            return _invoke_recorded(attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s)
+        except DatabaseError:
+            logger.exception("database unavailable during an invocation")
+            raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
+
+
+def _release_pooled_connection() -> None:
+    """Give this thread's pooled database connection back before the upstream call, which may
+    take seconds: hundreds of threads share a pool of a few connections, and a thread that only
+    looked up a server must not hold one while it waits on a tool (measured: 1,000 concurrent
+    2-second calls timed out waiting for the pool). The evidence write takes one again."""
+    if getattr(connection, "pool", None) is not None and connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def _invoke_recorded(attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms: int | None, deadline_s: float | None) -> InvocationResult:
@@ -229,6 +245,7 @@ def _authorized_call(attempt: _Attempt, *, server_ref: str, arguments: dict, tim
     if not decision.allow:
         raise _denied(decision, attempt.receipt)
 
+    _release_pooled_connection()
     result = get_client().call_tool(server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s)
     is_error = bool(result.get("isError"))
     row = attempt.record(status="success", result_digest=digest(result), is_error=is_error)
@@ -242,6 +259,14 @@ def _authorized_call(attempt: _Attempt, *, server_ref: str, arguments: dict, tim
 def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
     """The tools this session may call: its servers (or all enabled ones), filtered by the same
     builtin rules the invoke path applies."""
+    try:
+        return _tools_for_session(token=token, run_id=run_id)
+    except DatabaseError:
+        logger.exception("database unavailable while listing tools")
+        raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
+
+
+def _tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
     from mcp.services.registry import servers_for_session
 
     claims = session_authenticate(token=token, run_id=run_id)

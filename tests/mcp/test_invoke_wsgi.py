@@ -109,3 +109,15 @@ def test_other_methods_and_paths_are_django_s(fast, token):
     assert fast.app._claim({"REQUEST_METHOD": "POST", "PATH_INFO": "/api/maestro/v1/mcp/servers", "CONTENT_LENGTH": "2"}) is None
     assert fast.app._claim({"REQUEST_METHOD": "POST", "PATH_INFO": "/api/maestro/v1/runs/r\u00e9/mcp/invoke",
                             "CONTENT_LENGTH": "2", "HTTP_HOST": "127.0.0.1"}) is None
+
+
+def test_a_database_failure_before_the_upstream_call_is_503_not_500(fast, token, monkeypatch):
+    from django.db import OperationalError
+
+    def database_down(**_):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr("mcp.services.invoke.server_spec_get", database_down)
+    response = post(fast, token)
+    assert response.status_code == 503 and error_code(response) == "database_unavailable"
+    assert b"couldn't get a connection" not in response.content  # internals stay in the log
