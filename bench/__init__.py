@@ -1,0 +1,1 @@
+"""The benchmark harness behind `make bench` (issue 7, DESIGN section 8): `python -m bench.run`."""
