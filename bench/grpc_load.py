@@ -39,8 +39,9 @@ async def _call(stub, request, metadata, timeout, latencies, codes) -> None:
 
 
 async def main_async(args) -> dict:
-    # Separate channels only matter for a burst (spread over several HTTP/2 connections); a
-    # local subchannel pool stops grpc from silently sharing one connection between them.
+    # Separate channels are separate HTTP/2 connections: they spread a burst, and they reach all
+    # of run_grpc's worker processes (which share the port by connection). A local subchannel
+    # pool stops grpc from silently sharing one connection between them.
     options = [("grpc.use_local_subchannel_pool", 1)]
     channels = [aio.insecure_channel(args.target, options=options) for _ in range(args.channels)]
     stubs = [gateway_pb2_grpc.McpGatewayStub(ch) for ch in channels]

@@ -226,10 +226,12 @@ def _merge(results: list[dict]) -> dict:
 def grpc_scenario(ctx: Ctx, concurrency: int = 32) -> dict:
     meter = ctx.cpu_meter()
     # Warm-up (the gRPC process's caches, the upstream pool), not measured but in the evidence.
-    warm = _merge(_collect(_grpc_clients(ctx, "bench-grpc", procs=1, concurrency=8, duration=ctx.warmup), ctx.warmup + 60))
+    warm = _merge(_collect(_grpc_clients(ctx, "bench-grpc", procs=1, concurrency=8, duration=ctx.warmup, channels=8), ctx.warmup + 60))
     ctx.saw("bench-grpc", warm["ok"] + warm["warmup_ok"])
     before = meter.snapshot()
-    merged = _merge(_collect(_grpc_clients(ctx, "bench-grpc", procs=ctx.grpc_procs, concurrency=concurrency), ctx.duration + 60))
+    # Eight channels (HTTP/2 connections), as several runs calling at once would open: run_grpc's
+    # worker processes share the port by connection, so one channel would reach one worker only.
+    merged = _merge(_collect(_grpc_clients(ctx, "bench-grpc", procs=ctx.grpc_procs, concurrency=concurrency, channels=8), ctx.duration + 60))
     used = meter.delta(before)
     calls = (merged["ok"] + merged["errors"] + merged["warmup_ok"]) or 1
     used["load_client"] = merged["client_cpu_s"]
@@ -254,12 +256,19 @@ def slow_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, st
     direct = _http_burst(stack.upstream.url(), direct_body, direct_headers, calls)
     out["direct"] = _burst_summary(direct, {"rss_mb": 0, "pss_mb": 0, "processes": 0, "threads": 0}, {"processes": 0})
 
-    # HTTP: exactly `calls` requests at once, one connection each.
+    # HTTP: exactly `calls` requests at once, one connection each, after a few calls
+    # to warm the restarted door (the gRPC client warms its door the same way, with --warmup).
     token = ctx.token("bench-slow")
+    url = stack.url(f"{API}/runs/bench-slow/mcp/invoke")
+    warm_body = invoke_body("echo", {"text": "warm"})
+    # A new connection per call, so the kernel spreads them over the worker processes.
+    warmed = sum(httpx.post(url, content=warm_body, timeout=10, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}).status_code == 200
+                 for _ in range(8))
+    ctx.saw("bench-slow", warmed)
     sampler = procstat.PeakSampler({"gateway_web": stack.web.pids, "postgresql": stack.postgres.pids})
     sampler.start()
     try:
-        http = _http_burst(stack.url(f"{API}/runs/bench-slow/mcp/invoke"), body, {"Authorization": f"Bearer {token}"}, calls)
+        http = _http_burst(url, body, {"Authorization": f"Bearer {token}"}, calls)
     finally:
         peaks = sampler.stop()
     ctx.saw("bench-slow", http["ok"])

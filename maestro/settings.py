@@ -148,6 +148,11 @@ if ":" not in MCP_GRPC_BIND:
     raise ConfigError(f"MCP_GRPC_BIND={MCP_GRPC_BIND!r} has no port: use HOST:PORT, e.g. 127.0.0.1:50051")
 MCP_GRPC_DEFAULT_DEADLINE_MS = env_int("MCP_GRPC_DEFAULT_DEADLINE_MS", 30_000, minimum=10, maximum=3_600_000)
 MCP_GRPC_MAX_IN_FLIGHT = env_int("MCP_GRPC_MAX_IN_FLIGHT", 64, minimum=1, maximum=100_000)
+# Worker processes of run_grpc (each with MCP_GRPC_MAX_IN_FLIGHT): like the web door, one per core
+# with Redis, one without (per-process state then needs no coordination).
+MCP_GRPC_WORKERS = env_int("MCP_GRPC_WORKERS", 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
+if MCP_GRPC_WORKERS > 1 and not _raw("REDIS_URL"):
+    raise ConfigError("MCP_GRPC_WORKERS > 1 needs REDIS_URL: the embedded cache is not built for several workers")
 MCP_GRPC_TLS_CERT = env_path("MCP_GRPC_TLS_CERT")
 MCP_GRPC_TLS_KEY = env_path("MCP_GRPC_TLS_KEY")
 MCP_GRPC_TLS_CA = env_path("MCP_GRPC_TLS_CA")

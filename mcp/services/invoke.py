@@ -118,6 +118,7 @@ def _validate_request(*, server: object, tool: object, arguments: object, timeou
 
 _validators: dict[tuple, object] = {}
 _validators_lock = threading.Lock()
+_BROKEN_SCHEMA = object()
 
 
 def _may_refresh_tools(*, server_id: str) -> bool:
@@ -146,16 +147,20 @@ def _validate_arguments(*, server_id: str, tool: dict, arguments: dict) -> None:
     key = (server_id, tool.get("name"), digest(schema))
     validator = _validators.get(key)
     if validator is None:
-        try:
-            cls = jsonschema_validators.validator_for(schema)
-            cls.check_schema(schema)
-            validator = cls(schema)
-        except SchemaError:
-            return  # an upstream's broken schema is not the caller's fault; the upstream validates too
-        with _validators_lock:
-            if len(_validators) > 5000:
-                _validators.clear()
-            _validators[key] = validator
+        with _validators_lock:  # compiled once per process, not by every thread that misses at once
+            validator = _validators.get(key)
+            if validator is None:
+                try:
+                    cls = jsonschema_validators.validator_for(schema)
+                    cls.check_schema(schema)
+                    validator = cls(schema)
+                except SchemaError:
+                    validator = _BROKEN_SCHEMA
+                if len(_validators) > 5000:
+                    _validators.clear()
+                _validators[key] = validator
+    if validator is _BROKEN_SCHEMA:
+        return  # an upstream's broken schema is not the caller's fault; the upstream validates too
     error = next(iter(validator.iter_errors(arguments)), None)
     if error is not None:
         path = "arguments" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -305,6 +305,12 @@ _local: dict[str, tuple[object, ServerSnapshot, ServerSpec]] = {}
 _local_tools: dict[str, tuple[object, float, dict[str, dict]]] = {}  # server id -> (version, read at, name -> tool)
 _version_seen: list = [None, 0.0]  # [token, monotonic time it was read]
 _version_lock = threading.Lock()
+# Striped (not one lock): a slow tools/list of one server must not hold up look-ups of the others.
+_load_locks = [threading.Lock() for _ in range(64)]
+
+
+def _load_lock(key: str) -> threading.Lock:
+    return _load_locks[hash(key) % len(_load_locks)]
 
 
 def server_spec_get(*, ref: str) -> tuple[ServerSnapshot, ServerSpec]:
@@ -313,11 +319,17 @@ def server_spec_get(*, ref: str) -> tuple[ServerSnapshot, ServerSpec]:
     hit = _local.get(ref)
     if hit is not None and hit[0] == version:
         return hit[1], hit[2]
-    server = server_get(ref=ref)
-    snapshot, spec = _snapshot(server), server_spec(server)
-    if len(_local) >= LOCAL_MAX_ENTRIES:
-        _local.clear()
-    _local[ref] = (version, snapshot, spec)
+    # One loader per process: after a start or a registry change, hundreds of threads may miss at
+    # once, and each would otherwise take a database connection for the same row.
+    with _load_lock(ref):
+        hit = _local.get(ref)
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        server = server_get(ref=ref)
+        snapshot, spec = _snapshot(server), server_spec(server)
+        if len(_local) >= LOCAL_MAX_ENTRIES:
+            _local.clear()
+        _local[ref] = (version, snapshot, spec)
     return snapshot, spec
 
 
@@ -329,10 +341,14 @@ def server_tool_index(*, server: ServerSnapshot) -> dict[str, dict]:
     hit = _local_tools.get(server.id)
     if hit is not None and hit[0] == version and now - hit[1] < LOCAL_TOOLS_SECONDS:
         return hit[2]
-    index = {tool.get("name"): tool for tool in server_tools_cached(server=server) if isinstance(tool, dict)}
-    if len(_local_tools) >= LOCAL_MAX_ENTRIES:
-        _local_tools.clear()
-    _local_tools[server.id] = (version, now, index)
+    with _load_lock(f"tools:{server.id}"):
+        hit = _local_tools.get(server.id)
+        if hit is not None and hit[0] == version and now - hit[1] < LOCAL_TOOLS_SECONDS:
+            return hit[2]
+        index = {tool.get("name"): tool for tool in server_tools_cached(server=server) if isinstance(tool, dict)}
+        if len(_local_tools) >= LOCAL_MAX_ENTRIES:
+            _local_tools.clear()
+        _local_tools[server.id] = (version, now, index)
     return index
 
 

@@ -143,7 +143,8 @@ class GrpcProcess:
     def __init__(self, *args: str, **env: str | None):
         self.port = free_port()
         self.args = args
-        self.env = project_env(**{"MCP_GRPC_BIND": f"127.0.0.1:{self.port}", **env})
+        # One worker unless a test asks for more: the lifecycle tests watch one process's signals and metrics.
+        self.env = project_env(**{"MCP_GRPC_BIND": f"127.0.0.1:{self.port}", "MCP_GRPC_WORKERS": "1", **env})
         self.process: subprocess.Popen | None = None
         self.output = ""
 

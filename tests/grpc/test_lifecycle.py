@@ -149,3 +149,45 @@ def test_a_busy_port_stops_the_start_naming_the_bind_variable():
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "MCP_GRPC_BIND" in lines[0] and str(port) in lines[0]
+
+
+def test_worker_processes_share_the_port_and_all_stop_on_sigterm(operator, registered, run_id):
+    metrics_port = free_port()
+    # Given run_grpc with two worker processes (and a metrics endpoint each: PORT and PORT+1)
+    with GrpcProcess(MCP_GRPC_WORKERS="2", MCP_GRPC_METRICS_BIND=f"127.0.0.1:{metrics_port}") as process:
+        children = subprocess.run(["pgrep", "-P", str(process.process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        # When calls arrive on separate connections
+        session = operator.session(run_id)
+        for n in range(12):
+            channel = channel_to(process.port)
+            response, _ = Client(channel, session).invoke(run_id, registered["name"], "echo", {"text": f"call {n}"})
+            assert response.result["content"][0]["text"] == f"call {n}"
+            channel.close()
+        # Then every call is served and recorded, and the workers' metrics add up to the calls
+        assert Invocation.objects.filter(run_id=run_id).count() == 12
+        counted = 0.0
+        for port in (metrics_port, metrics_port + 1):
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+                if line.startswith('mcp_grpc_requests_total{code="OK",method="Invoke"}'):
+                    counted += float(line.split()[-1])
+        assert counted == 12
+        # When SIGTERM arrives, the parent stops both workers and exits cleanly
+        code = process.terminate()
+    assert code == 0, process.output
+    assert process.output.count("grpc stopped") == 2
+    assert all(subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0 for pid in children)
+
+
+def test_a_busy_port_stops_the_workers_start_too():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = subprocess.run(
+            [PYTHON, "manage.py", "run_grpc"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env=__import__("tests.support.processes", fromlist=["project_env"]).project_env(
+                MCP_GRPC_BIND=f"127.0.0.1:{port}", MCP_GRPC_WORKERS="2"),
+        )
+    assert result.returncode == 2
+    assert "MCP_GRPC_BIND" in result.stderr and "Traceback" not in result.stderr

@@ -59,12 +59,25 @@ def test_a_bad_bind_address_stops_the_web_server():
         ("CORS_ORIGIN", "studio.example.com", "CORS_ORIGIN"),
         ("MCP_GRPC_TLS_CERT", "/nonexistent/cert.pem", "MCP_GRPC_TLS_CERT"),
         ("OPA_URL", "opa:8181", "OPA_URL"),
+        ("DATABASE_POOL_SIZE", "lots", "not an integer"),
+        ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):
     result = run_manage("check", env=project_env(**{variable: value}))
     assert_one_line_config_error(result, variable, expected)
     assert "hunter2" not in result.stderr, "a password from a URL must never be printed"
+
+
+@pytest.mark.parametrize("variable", ["WEB_CONCURRENCY", "MCP_GRPC_WORKERS"])
+def test_several_workers_need_redis(variable):
+    result = run_manage("check", env=project_env(**{variable: "2", "REDIS_URL": None}))
+    assert_one_line_config_error(result, variable, "REDIS_URL")
+
+
+def test_conn_max_age_with_the_pool_is_refused():
+    result = run_manage("check", env=project_env(DATABASE_CONN_MAX_AGE="60"))
+    assert_one_line_config_error(result, "DATABASE_CONN_MAX_AGE", "DATABASE_POOL_SIZE=0")
 
 
 def test_good_configuration_passes_the_check():

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from maestro.config import ConfigError
-from mcp.grpc.server import load_tls, serve, wait_for_signal_event
+from mcp.grpc.server import load_tls, serve, serve_workers, wait_for_signal_event
 
 DISABLED = "MAESTRO_MCP_ENABLED=false: the gRPC gateway is disabled and does not serve (set MAESTRO_MCP_ENABLED=true to enable it)"
 
@@ -40,12 +40,15 @@ class Command(BaseCommand):
             return
         try:
             tls = load_tls(cert=settings.MCP_GRPC_TLS_CERT, key=settings.MCP_GRPC_TLS_KEY, ca=settings.MCP_GRPC_TLS_CA)
-            abandoned = serve(
+            options = dict(
                 bind=settings.MCP_GRPC_BIND, max_in_flight=settings.MCP_GRPC_MAX_IN_FLIGHT,
                 default_deadline_ms=settings.MCP_GRPC_DEFAULT_DEADLINE_MS, tls=tls, grace_s=grace,
                 metrics_bind=settings.MCP_GRPC_METRICS_BIND, max_request_bytes=settings.MCP_MAX_REQUEST_BYTES,
                 log_requests=settings.LOG_REQUESTS,
             )
+            if settings.MCP_GRPC_WORKERS > 1:
+                raise SystemExit(serve_workers(workers=settings.MCP_GRPC_WORKERS, **options))
+            abandoned = serve(**options)
         except ConfigError as exc:
             # The same one line as a bad setting (maestro.config), not a traceback.
             sys.stderr.write(f"maestro: configuration error: {exc}\n")
