@@ -170,9 +170,11 @@ def main() -> None:
     plain = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     servers = [plain]
     if args.tls_port:
-        cert, key = self_signed(Path(tempfile.mkdtemp(prefix="faulty-tls-")))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
+        # The context keeps the loaded certificate: the files are not needed (nor left behind) after.
+        with tempfile.TemporaryDirectory(prefix="faulty-tls-") as folder:
+            cert, key = self_signed(Path(folder))
+            context.load_cert_chain(cert, key)
         tls = ThreadingHTTPServer(("127.0.0.1", args.tls_port), Handler)
         tls.socket = context.wrap_socket(tls.socket, server_side=True)
         servers.append(tls)
