@@ -110,6 +110,7 @@ def render(results: dict) -> str:
         lines.append("4. session creation (POST .../sessions, persistence on), wrk")
         for p in sessions["points"]:
             lines.append(f"   c{p['connections']:<3} {p['rps']:>6.0f}/s  p50 {p['p50_ms']:.2f} ms  p99 {p['p99_ms']:.2f} ms  errors {p['errors']}"
+                         f"  web CPU {p['web_cpu_ms_per_session']:.2f} ms/session"
                          f"  (mcp_sessions rows added {p['persisted_rows_added']} for {p['ok']} x 201)")
         lines.append("")
     grpc = results.get("grpc")

@@ -157,11 +157,15 @@ def sessions_scenario(ctx: Ctx, concurrencies: tuple[int, ...] = (8, 32)) -> dic
     body = json.dumps(stack.session_body())
     run_wrk(url, body=body, headers=headers, connections=8, duration=ctx.warmup)
     points = []
+    meter = ctx.cpu_meter()
     for c in concurrencies:
         rows_before = stack.session_rows()
+        before = meter.snapshot()
         result = run_wrk(url, body=body, headers=headers, connections=c, duration=ctx.duration)
+        used = meter.delta(before)
         # Persistence check: one mcp_sessions row per 201 (a few more where wrk stopped mid-call).
-        points.append({**result, "persisted_rows_added": stack.session_rows() - rows_before})
+        points.append({**result, "persisted_rows_added": stack.session_rows() - rows_before,
+                       "web_cpu_ms_per_session": round(used["gateway_web"] * 1000 / max(result["ok"], 1), 3)})
     best = max(points, key=lambda p: p["rps"])
     return {"points": points, "sessions_per_s": best["rps"], "best_concurrency": best["connections"]}
 
