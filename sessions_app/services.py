@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from maestro import errors
+from maestro.db import RowInserter
 from sessions_app import scopes as S
 from sessions_app import tokens
 from sessions_app.metrics import SESSIONS_CREATED, SESSIONS_REVOKED
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("maestro.sessions")
+_SESSION_ROWS = RowInserter(McpSession, ("sid", "run_id", "scopes", "servers", "expires_at", "revoked_at", "created_at", "created_by"))
 
 # Called with the sid of every session that ended (revoked, or removed by the cleanup after it
 # expired), e.g. by the invoke app to close the session's upstream MCP sessions. A hook may be
@@ -250,7 +252,8 @@ def _resolve_servers(servers) -> list[str]:
 def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, created_by: str) -> tuple[SessionRecord, str]:
     """A new session for `run_id` and its token (returned once, never stored).
 
-    Persisted: one INSERT, no cache write. Not persisted: one Redis round trip (the run index).
+    Persisted: one INSERT (written by hand: maestro.db), no cache write. Not persisted: one Redis
+    round trip (the run index).
     """
     run_id = validate_run_id(run_id)
     ttl = _validate_ttl(ttl_seconds)
@@ -272,15 +275,11 @@ def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, creat
     )
     if settings.MCP_SESSIONS_PERSIST:
         try:
-            McpSession.objects.create(
-                sid=record.sid,
-                run_id=run_id,
-                scopes=scope_list,
-                servers=server_ids,
-                created_at=record.issued_at,
-                expires_at=record.expires_at,
-                created_by=record.created_by,
-            )
+            _SESSION_ROWS.insert([{
+                "sid": record.sid, "run_id": run_id, "scopes": scope_list, "servers": server_ids,
+                "created_at": record.issued_at, "expires_at": record.expires_at, "revoked_at": None,
+                "created_by": record.created_by,
+            }])
         except OperationalError as exc:
             raise errors.Unavailable("the session could not be recorded in the database", code="database_unavailable") from exc
     else:

@@ -8,9 +8,8 @@ remembered in-process, and concurrent writers of one run in this process are gro
 INSERT (see evidence_append). Across processes the unique (run_id, seq) constraint is the arbiter: a writer whose head was
 stale loses the insert, re-reads the head and retries, so the chain can never fork or gap.
 
-The INSERT is written by hand (not Model.save): on the invoke path the ORM's model construction
-and SQL compilation cost more CPU than the round trip itself. Values still go through each
-field's own database conversion, so the row is exactly what the ORM would have written.
+The INSERT is written by hand (maestro.db.RowInserter, not Model.save): on the invoke path the
+ORM's model construction and SQL compilation cost more CPU than the round trip itself.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from maestro import errors
+from maestro.db import RowInserter
 from mcp.canonical import canonical_json
 from mcp.models import Invocation
 
@@ -119,19 +119,10 @@ def _queue(run_id: str) -> _RunQueue:
     return queue
 
 
-_INSERT_FIELDS = [Invocation._meta.get_field(name) for name in (*HASHED_FIELDS, "prev_hash", "hash")]
-_INSERT_HEAD: dict[str, str] = {}  # by database vendor
+_ROWS = RowInserter(Invocation, (*HASHED_FIELDS, "prev_hash", "hash"))
 
 
 def _insert(rows: list[dict]) -> None:
-    head = _INSERT_HEAD.get(connection.vendor)
-    if head is None:
-        quote = connection.ops.quote_name
-        columns = ", ".join(quote(field.column) for field in _INSERT_FIELDS)
-        head = _INSERT_HEAD[connection.vendor] = f"INSERT INTO {quote(Invocation._meta.db_table)} ({columns}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ")"
-    sql = head + ", ".join([one] * len(rows))
-    params = [field.get_db_prep_save(row[field.name], connection) for row in rows for field in _INSERT_FIELDS]
     # A thread's own long-lived connection (DATABASE_POOL_SIZE=0): skip Django's per-request
     # liveness ping (CONN_HEALTH_CHECKS), a whole extra round trip on every invocation. If the
     # connection died since its last use, this INSERT fails instead, and is sent once more on a new
@@ -140,14 +131,12 @@ def _insert(rows: list[dict]) -> None:
     if reused:
         connection.health_check_done = True
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        _ROWS.insert(rows)
     except (OperationalError, InterfaceError):
         if not reused:
             raise
         connection.close()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        _ROWS.insert(rows)
 
 
 def _read_head(run_id: str) -> tuple[int, str]:
