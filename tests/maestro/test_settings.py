@@ -83,3 +83,13 @@ def test_conn_max_age_with_the_pool_is_refused():
 def test_good_configuration_passes_the_check():
     result = run_manage("check")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_embedded_broker_keeps_all_its_files_in_the_data_folder(tmp_path):
+    # kombu's filesystem transport writes an exchange table into ./control unless told otherwise
+    code = "from django.conf import settings; import json; print(json.dumps(settings.CELERY_BROKER_TRANSPORT_OPTIONS))"
+    result = run_manage("shell", "-c", code, env=project_env(REDIS_URL=None, CELERY_BROKER_URL=None, MAESTRO_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    folders = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert {"data_folder_in", "data_folder_out", "data_folder_processed", "control_folder"} <= set(folders)
+    assert all(path.startswith(str(tmp_path)) for path in folders.values())
