@@ -79,15 +79,20 @@ class CpuMeter:
         return used
 
 
-def _status_kb(pid: int, key: str) -> int:
+def _field_kb(path: str, key: str) -> int:
+    """The `key:  N kB` line of a /proc file (status, meminfo); 0 when absent or unreadable."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _status_kb(pid: int, key: str) -> int:
+    return _field_kb(f"/proc/{pid}/status", key)
 
 
 def pss_kb(pid: int) -> int:
@@ -165,14 +170,7 @@ def machine_info() -> dict:
 
 
 def _meminfo_kb(key: str) -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _field_kb("/proc/meminfo", key)
 
 
 def _os_name() -> str:

@@ -89,6 +89,18 @@ def env_path(name: str) -> str | None:
     return value
 
 
+def env_bind(name: str, default: str | None) -> str | None:
+    """HOST:PORT to listen on (HOST may be empty or a bracketed IPv6 address)."""
+    value = _raw(name) or default
+    if value is None:
+        return None
+    port = value.rpartition(":")[2]
+    if ":" not in value or not port.isdigit() or not 0 < int(port) < 65536:
+        example = default or "127.0.0.1:9464"
+        raise ConfigError(f"{name}={value!r}: use HOST:PORT, e.g. {example} or 0.0.0.0:{example.rpartition(':')[2]}")
+    return value
+
+
 def _mask(url: str) -> str:
     """Hide a password in a URL before it goes into an error message."""
     parts = urlsplit(url)
@@ -143,16 +155,21 @@ OPA_URL = env_url("OPA_URL", schemes={"http", "https"})
 OPA_POLICY_PATH = (_raw("OPA_POLICY_PATH") or "maestro/mcp/allow").strip("/")
 OPA_TIMEOUT_MS = env_int("OPA_TIMEOUT_MS", 500, minimum=10, maximum=60_000)
 
-MCP_GRPC_BIND = _raw("MCP_GRPC_BIND") or "127.0.0.1:50051"
-if ":" not in MCP_GRPC_BIND:
-    raise ConfigError(f"MCP_GRPC_BIND={MCP_GRPC_BIND!r} has no port: use HOST:PORT, e.g. 127.0.0.1:50051")
+MCP_GRPC_BIND = env_bind("MCP_GRPC_BIND", "127.0.0.1:50051")
 MCP_GRPC_DEFAULT_DEADLINE_MS = env_int("MCP_GRPC_DEFAULT_DEADLINE_MS", 30_000, minimum=10, maximum=3_600_000)
 MCP_GRPC_MAX_IN_FLIGHT = env_int("MCP_GRPC_MAX_IN_FLIGHT", 64, minimum=1, maximum=100_000)
-# Worker processes of run_grpc (each with MCP_GRPC_MAX_IN_FLIGHT): like the web door, one per core
-# with Redis, one without (per-process state then needs no coordination).
-MCP_GRPC_WORKERS = env_int("MCP_GRPC_WORKERS", 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
-if MCP_GRPC_WORKERS > 1 and not _raw("REDIS_URL"):
-    raise ConfigError("MCP_GRPC_WORKERS > 1 needs REDIS_URL: the embedded cache is not built for several workers")
+
+
+def _worker_processes(variable: str) -> int:
+    """Worker processes of a door: one per core (two here) with Redis, one without, where per-process
+    state (in-flight counts, chain heads, the file cache) then needs no coordination."""
+    count = env_int(variable, 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
+    if count > 1 and not _raw("REDIS_URL"):
+        raise ConfigError(f"{variable} > 1 needs REDIS_URL: the embedded cache is not built for several workers")
+    return count
+
+
+MCP_GRPC_WORKERS = _worker_processes("MCP_GRPC_WORKERS")  # run_grpc processes, each with MCP_GRPC_MAX_IN_FLIGHT
 MCP_GRPC_TLS_CERT = env_path("MCP_GRPC_TLS_CERT")
 MCP_GRPC_TLS_KEY = env_path("MCP_GRPC_TLS_KEY")
 MCP_GRPC_TLS_CA = env_path("MCP_GRPC_TLS_CA")
@@ -161,9 +178,7 @@ if bool(MCP_GRPC_TLS_CERT) != bool(MCP_GRPC_TLS_KEY):
 if MCP_GRPC_TLS_CA and not MCP_GRPC_TLS_CERT:
     raise ConfigError("MCP_GRPC_TLS_CA needs MCP_GRPC_TLS_CERT and MCP_GRPC_TLS_KEY (mTLS is on top of TLS)")
 # The gRPC process keeps its own counters, so it serves its own /metrics (HOST:PORT; unset: off).
-MCP_GRPC_METRICS_BIND = _raw("MCP_GRPC_METRICS_BIND")
-if MCP_GRPC_METRICS_BIND and ":" not in MCP_GRPC_METRICS_BIND:
-    raise ConfigError(f"MCP_GRPC_METRICS_BIND={MCP_GRPC_METRICS_BIND!r} has no port: use HOST:PORT, e.g. 127.0.0.1:9464")
+MCP_GRPC_METRICS_BIND = env_bind("MCP_GRPC_METRICS_BIND", None)
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ORIGIN")
 for _origin in CORS_ALLOWED_ORIGINS:
@@ -173,17 +188,11 @@ for _origin in CORS_ALLOWED_ORIGINS:
 CORS_ALLOWED_ORIGINS = [o.rstrip("/") for o in CORS_ALLOWED_ORIGINS]
 
 # The web door (granian serving WSGI on threads, maestro/web.py; DESIGN section 1 for why threads
-# over async). Without Redis one worker: per-process state (in-flight counts, chain heads) then
-# needs no coordination. Threads start on demand, so the default ceiling is high enough for
-# hundreds of slow tool calls at once without costing anything while they are not needed.
-HTTP_BIND = _raw("MAESTRO_HTTP_BIND") or "127.0.0.1:8000"
-_bind_port = HTTP_BIND.rpartition(":")[2]
-if ":" not in HTTP_BIND or not _bind_port.isdigit() or not 0 < int(_bind_port) < 65536:
-    raise ConfigError(f"MAESTRO_HTTP_BIND={HTTP_BIND!r}: use HOST:PORT, e.g. 127.0.0.1:8000 or 0.0.0.0:8000")
-HTTP_WORKERS = env_int("WEB_CONCURRENCY", 2 if _raw("REDIS_URL") else 1, minimum=1, maximum=64)
+# over async); workers as for run_grpc. Threads start on demand, so the default ceiling is high
+# enough for hundreds of slow tool calls at once without costing anything while they are idle.
+HTTP_BIND = env_bind("MAESTRO_HTTP_BIND", "127.0.0.1:8000")
+HTTP_WORKERS = _worker_processes("WEB_CONCURRENCY")
 HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 512, minimum=1, maximum=4096)
-if HTTP_WORKERS > 1 and not _raw("REDIS_URL"):
-    raise ConfigError("WEB_CONCURRENCY > 1 needs REDIS_URL: the embedded cache is not built for several workers")
 
 # --- Django ----------------------------------------------------------------------------------
 

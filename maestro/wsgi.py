@@ -27,10 +27,10 @@ def _without_process_environment(app):
     return application
 
 
+served = django_application
 if settings.MAESTRO_MCP_ENABLED:
     # The hot route skips Django's middleware stack (see mcp.api.invoke_wsgi for what it keeps).
     from mcp.api.invoke_wsgi import InvokeFastPath
 
-    application = _without_process_environment(InvokeFastPath(django_application))
-else:
-    application = _without_process_environment(django_application)
+    served = InvokeFastPath(django_application)
+application = _without_process_environment(served)

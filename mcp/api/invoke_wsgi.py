@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import time
+from http import HTTPStatus
 
 from django.conf import settings
 from django.core import signals
@@ -34,8 +35,7 @@ logger = logging.getLogger("maestro.errors")
 access_log = logging.getLogger("maestro.access")
 
 _ROUTE = re.compile(r"/api/maestro/v1/runs/([^/]+)/mcp/invoke")
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 413: "Payload Too Large",
-            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def _security_headers() -> list[tuple[str, str]]:
@@ -68,7 +68,7 @@ class InvokeFastPath:
             signals.request_finished.send(sender=self.__class__)
         payload = json.dumps(body).encode()
         start_response(
-            f"{status} {_REASONS.get(status, '')}".rstrip(),
+            _STATUS_LINES[status],
             [*self.static_headers, ("Content-Length", str(len(payload))), *headers.items()],
         )
         if self.log_requests and access_log.isEnabledFor(logging.INFO):

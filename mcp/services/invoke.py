@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -189,14 +190,21 @@ def tool_invoke(
     timeout_ms: int | None = None, deadline_s: float | None = None, transport: str = "http",
 ) -> InvocationResult:
     with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
-        try:
+        with _database_required("an invocation"):
             claims = session_authenticate(token=token, run_id=run_id)
             arguments = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
             attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments=arguments, transport=transport)
             return _invoke_recorded(attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s)
-        except DatabaseError:
-            logger.exception("database unavailable during an invocation")
-            raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
+
+
+@contextmanager
+def _database_required(action: str):
+    """A database failure anywhere in `action` is 503 database_unavailable, not a 500."""
+    try:
+        yield
+    except DatabaseError:
+        logger.exception("database unavailable during %s", action)
+        raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
 
 
 def _release_pooled_connection() -> None:
@@ -264,11 +272,8 @@ def _authorized_call(attempt: _Attempt, *, server_ref: str, arguments: dict, tim
 def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
     """The tools this session may call: its servers (or all enabled ones), filtered by the same
     builtin rules the invoke path applies."""
-    try:
+    with _database_required("a tool listing"):
         return _tools_for_session(token=token, run_id=run_id)
-    except DatabaseError:
-        logger.exception("database unavailable while listing tools")
-        raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
 
 
 def _tools_for_session(*, token: str | None, run_id: str) -> list[dict]:

@@ -60,6 +60,8 @@ def test_a_bad_bind_address_stops_the_web_server():
         ("MCP_GRPC_TLS_CERT", "/nonexistent/cert.pem", "MCP_GRPC_TLS_CERT"),
         ("OPA_URL", "opa:8181", "OPA_URL"),
         ("DATABASE_POOL_SIZE", "lots", "not an integer"),
+        ("MCP_GRPC_BIND", "127.0.0.1", "HOST:PORT"),
+        ("MCP_GRPC_METRICS_BIND", "127.0.0.1:metrics", "HOST:PORT"),
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
     ],
 )

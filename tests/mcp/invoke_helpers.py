@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from mcp.models import Invocation
@@ -103,3 +104,14 @@ class FastPathClient:
 
     def get(self, *args, **kwargs):
         return self.django_client.get(*args, **kwargs)
+
+
+@pytest.fixture(params=["django", "fast-path"])
+def client(request, client):
+    """Every invoke test runs through both HTTP doors: Django's view and the WSGI fast path."""
+    if request.param == "django":
+        yield client
+        return
+    fast = FastPathClient(client)
+    yield fast
+    assert fast.claimed == fast.posted, "the fast path must have served every invoke request of this test"

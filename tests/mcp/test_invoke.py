@@ -7,20 +7,10 @@ import pytest
 from mcp.services.evidence import evidence_verify
 from sessions_app.services import session_revoke
 from tests.mcp.helpers import counting, register, text_of
-from tests.mcp.invoke_helpers import FastPathClient, RUN, error_code, evidence, invoke, metric, receipt_of, session_token
+from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: every test here runs through both HTTP doors)
+from tests.mcp.invoke_helpers import RUN, error_code, evidence, invoke, metric, receipt_of, session_token
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["django", "fast-path"])
-def client(request, client):
-    """Every invoke test runs through both HTTP doors: Django's view and the WSGI fast path."""
-    if request.param == "django":
-        yield client
-        return
-    fast = FastPathClient(client)
-    yield fast
-    assert fast.claimed == fast.posted, "the fast path must have served every invoke request of this test"
 
 
 @pytest.fixture

@@ -9,22 +9,12 @@ import time
 import pytest
 
 from tests.mcp.helpers import register
-from tests.mcp.invoke_helpers import FastPathClient, error_code, evidence, invoke, session_token
+from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: every test here runs through both HTTP doors)
+from tests.mcp.invoke_helpers import error_code, evidence, invoke, session_token
 from tests.support.services import free_port
 from tests.upstreams import launch
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["django", "fast-path"])
-def client(request, client):
-    """Every invoke test runs through both HTTP doors: Django's view and the WSGI fast path."""
-    if request.param == "django":
-        yield client
-        return
-    fast = FastPathClient(client)
-    yield fast
-    assert fast.claimed == fast.posted, "the fast path must have served every invoke request of this test"
 
 
 def test_refused_is_502(client, admin_api):
