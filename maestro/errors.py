@@ -9,14 +9,26 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    code = "error"
+    """`receipt`: the signed policy receipt when a policy decision was made before the failure
+    (every door returns it: the x-ig-policy-receipt header, gRPC trailing metadata, MCP _meta)."""
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+    code = "error"
+    receipt: str = ""
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None, receipt: str = ""):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.details = details or {}
+        self.receipt = receipt
+
+    def with_receipt(self, receipt: str) -> "GatewayError":
+        """The same error, carrying the receipt of the decision made before it happened."""
+        clone = type(self).__new__(type(self), *self.args)
+        clone.__dict__.update(self.__dict__)
+        clone.receipt = receipt
+        return clone
 
 
 class InvalidInput(GatewayError):

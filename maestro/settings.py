@@ -187,12 +187,14 @@ for _origin in CORS_ALLOWED_ORIGINS:
         raise ConfigError(f"CORS_ORIGIN holds {_origin!r}: use comma-separated origins like https://studio.example.com")
 CORS_ALLOWED_ORIGINS = [o.rstrip("/") for o in CORS_ALLOWED_ORIGINS]
 
-# The web door (granian serving WSGI on threads, maestro/web.py; DESIGN section 1 for why threads
-# over async); workers as for run_grpc. Threads start on demand, so the default ceiling is high
-# enough for hundreds of slow tool calls at once without costing anything while they are idle.
+# The web door (maestro/web.py): granian, an event loop per worker process, a worker per core; the
+# data plane on the loop, Django's control plane on HTTP_THREADS threads per worker (DESIGN
+# section 1). HTTP_MAX_CONCURRENCY bounds the requests one worker holds at once (slow tool calls
+# and open streams included): each costs memory, not a thread.
 HTTP_BIND = env_bind("MAESTRO_HTTP_BIND", "127.0.0.1:8000")
 HTTP_WORKERS = _worker_processes("WEB_CONCURRENCY")
-HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 512, minimum=1, maximum=4096)
+HTTP_THREADS = env_int("MAESTRO_HTTP_THREADS", 32, minimum=1, maximum=1024)
+HTTP_MAX_CONCURRENCY = env_int("MAESTRO_HTTP_MAX_CONCURRENCY", 16384, minimum=16, maximum=1_000_000)
 
 # --- Django ----------------------------------------------------------------------------------
 
@@ -275,18 +277,19 @@ else:
             raise ConfigError(f"DATABASE_URL={_mask(_database_url)!r} names no database: expected postgresql://USER:PASSWORD@HOST:PORT/NAME")
         _db.setdefault("OPTIONS", {})
         _db["OPTIONS"].setdefault("connect_timeout", 2)
-        # A pool per process, not a connection per thread: the web door runs up to
-        # MAESTRO_HTTP_THREADS threads per worker (hundreds, for slow tools), and PostgreSQL allows
-        # about a hundred connections in all. Each request takes a connection when it first
-        # queries and gives it back when it ends; with CONN_HEALTH_CHECKS Django has the pool check
-        # it on the way out, so a connection broken by a PostgreSQL restart is never handed out.
-        DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 16, minimum=0, maximum=500)
+        # Pools per process, not a connection per thread. DATABASE_POOL_SIZE is the data plane's
+        # (maestro.adb: evidence, sessions); Django's control plane, on its threads, has a pool of
+        # half that. PostgreSQL allows about a hundred connections in all (README: "Scaling out").
+        # Each request takes a connection when it first queries and gives it back when it ends;
+        # with CONN_HEALTH_CHECKS Django has the pool check it on the way out, so a connection
+        # broken by a PostgreSQL restart is never handed out.
+        DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0, maximum=500)
         if DATABASE_POOL_SIZE:
             if _raw("DATABASE_CONN_MAX_AGE"):
                 raise ConfigError("DATABASE_CONN_MAX_AGE applies only without the pool: set DATABASE_POOL_SIZE=0 to use it, or unset it")
             # timeout: how long a request waits for a free connection before failing (503) rather
             # than hanging while PostgreSQL is down.
-            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 5}
+            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": max(2, DATABASE_POOL_SIZE // 2), "timeout": 5}
             _db["CONN_MAX_AGE"] = 0
         else:
             _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0, maximum=86_400)
@@ -311,6 +314,9 @@ if REDIS_URL:
                 "CONNECTION_POOL_KWARGS": {
                     "max_connections": max(HTTP_THREADS, MCP_GRPC_MAX_IN_FLIGHT) + 64, "timeout": 2, "retry_on_timeout": False,
                 },
+                # JSON, not pickle: the data plane reads and writes the same entries with its own
+                # async client (maestro.aredis), and JSON is what both sides can read.
+                "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
             },
         }
     }

@@ -1,10 +1,9 @@
-"""`python -m maestro.web`: the web door, Django's WSGI app under granian.
+"""`python -m maestro.web`: the web door, maestro.asgi's application under granian.
 
-Why granian and not gunicorn: measured here with wrk, gunicorn's gthread worker costs about 0.2 ms
-of CPU per request before Django runs; granian (HTTP in Rust, the WSGI app on a pool of Python
-threads) costs about 0.03 ms. Threads, not async, because the invoke core is synchronous (DESIGN
-section 1). Granian starts its threads on demand and retires idle ones, so MAESTRO_HTTP_THREADS
-is a ceiling (how many calls a worker serves at once, slow tools included), not a standing cost.
+One event loop (uvloop) per worker process and a worker per core (WEB_CONCURRENCY): the data plane
+serves every call on its worker's loop, so a call waiting on a slow tool costs a coroutine, not a
+thread (DESIGN section 1). Django, behind it, runs on MAESTRO_HTTP_THREADS threads per worker.
+Granian itself (HTTP in Rust) costs about 0.03 ms of CPU per request before Python runs.
 
 Settings are validated here, before any worker starts: a missing SESSION_SECRET is one line and
 exit status 2, not a crash loop of workers.
@@ -15,29 +14,26 @@ from __future__ import annotations
 from maestro.config import load_settings_or_exit
 
 
-CONNECTIONS_PER_WORKER = 8192
-
-
 def main() -> None:
     load_settings_or_exit()
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
     from maestro import settings
 
     host, _, port = settings.HTTP_BIND.rpartition(":")
     Granian(
-        "maestro.wsgi:application",
-        interface=Interfaces.WSGI,
+        "maestro.asgi:application",
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
         address=host.strip("[]") or "127.0.0.1",
         port=int(port),
         workers=settings.HTTP_WORKERS,
-        blocking_threads=settings.HTTP_THREADS,
-        # Granian's backpressure counts open connections, idle keep-alive ones included: set to
-        # the thread count it starved new clients behind idle ones (measured: 50 clients, 32
-        # threads, 18 calls stuck until others disconnected). Threads already bound the Python
-        # work; connections beyond them wait in Rust for a thread, costing next to nothing.
-        backpressure=max(CONNECTIONS_PER_WORKER, settings.HTTP_THREADS),
+        # Requests one worker takes on at once: open streams and slow tool calls wait as
+        # coroutines, so this is about memory (a few KB each), not threads.
+        backpressure=settings.HTTP_MAX_CONCURRENCY,
+        backlog=4096,
+        websockets=False,
         # The access log is the app's own (JSON, redacted: maestro.logs); granian logs start/stop.
         log_access=False,
         workers_kill_timeout=20,

@@ -53,6 +53,3 @@ def register() -> None:
     if _collector is None:
         _collector = ServerHealthCollector()
         REGISTRY.register(_collector)
-
-
-register()

@@ -16,12 +16,12 @@ The result may be a boolean or {"allow": bool, "reason": str}; an undefined resu
 from __future__ import annotations
 
 import fnmatch
-import threading
 
 import httpx
 from django.conf import settings
 
 from maestro import errors
+from maestro.bridge import per_loop
 from mcp.receipts import Decision
 from sessions_app import scopes as S
 
@@ -59,30 +59,30 @@ BUILTIN_ALLOW = Decision(allow=True, reason="builtin rules allow", engine="built
 
 
 class PolicyUnavailable(errors.Unavailable):
+    """The policy engine gave no clear answer: a deny, with the Decision to sign and record."""
+
     code = "policy_unavailable"
 
-
-_opa_client: httpx.Client | None = None
-_opa_lock = threading.Lock()
-
-
-def _opa() -> httpx.Client:
-    global _opa_client
-    if _opa_client is None:
-        with _opa_lock:
-            if _opa_client is None:
-                _opa_client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
-    return _opa_client
+    def __init__(self, message: str, *, decision: Decision):
+        super().__init__(message)
+        self.decision = decision
 
 
-def opa_decide(*, policy_input: dict) -> Decision:
+def _opa_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+
+
+_opa = per_loop(_opa_client)
+
+
+async def opa_decide(*, policy_input: dict) -> Decision:
     """Ask OPA. Anything but a clear answer is a deny: raises PolicyUnavailable carrying the
     deny Decision, so the caller still issues a receipt and records evidence."""
     path = settings.OPA_POLICY_PATH
     policy = f"opa:{path}"
     url = f"{settings.OPA_URL.rstrip('/')}/v1/data/{path}"
     try:
-        response = _opa().post(url, json={"input": policy_input}, timeout=settings.OPA_TIMEOUT_MS / 1000)
+        response = await _opa().post(url, json={"input": policy_input}, timeout=settings.OPA_TIMEOUT_MS / 1000)
         response.raise_for_status()
         body = response.json()
     except httpx.TimeoutException:
@@ -108,12 +108,13 @@ def opa_decide(*, policy_input: dict) -> Decision:
 
 
 def _unavailable(policy: str, reason: str, decision_id: str | None = None) -> PolicyUnavailable:
-    exc = PolicyUnavailable(f"policy engine unavailable: {reason}")
-    exc.decision = Decision(allow=False, reason=reason, engine="opa", policy=policy, code="policy_unavailable", decision_id=decision_id)
-    return exc
+    return PolicyUnavailable(
+        f"policy engine unavailable: {reason}",
+        decision=Decision(allow=False, reason=reason, engine="opa", policy=policy, code="policy_unavailable", decision_id=decision_id),
+    )
 
 
-def policy_final_decide(*, policy_input: dict) -> Decision:
+async def policy_final_decide(*, policy_input: dict) -> Decision:
     if settings.OPA_URL:
-        return opa_decide(policy_input=policy_input)
+        return await opa_decide(policy_input=policy_input)
     return BUILTIN_ALLOW

@@ -8,48 +8,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from maestro import bridge
 from sessions_app import selectors, services
 from sessions_app.permissions import IsOperator, RequireSessions
 from sessions_app.principals import operator_for
 
 
-class _StrictStr(serializers.CharField):
-    """A JSON string only: DRF's CharField would turn 1 or true into "1" / "True"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class _StrictInt(serializers.IntegerField):
-    """A JSON integer only: DRF's IntegerField would accept "60", 60.0 or true."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class SessionCreateSerializer(serializers.Serializer):
-    scopes = serializers.ListField(child=_StrictStr(max_length=128, trim_whitespace=False), allow_empty=False)
-    servers = serializers.ListField(child=_StrictStr(max_length=200, trim_whitespace=False), required=False)
-    ttl_seconds = _StrictInt(required=False)
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({unknown[0]: "unknown field; expected scopes, servers, ttl_seconds"})
-        return attrs
-
-
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_created_json(record: selectors.SessionRecord, token: str) -> dict:
+    """The answer to a session creation, the only time its token is ever shown."""
+    return {
+        "sid": record.sid,
+        "token": token,
+        "token_type": "Bearer",
+        "run_id": record.run_id,
+        "scopes": list(record.scopes),
+        "servers": list(record.servers),
+        "issued_at": _iso(record.issued_at),
+        "expires_at": _iso(record.expires_at),
+    }
 
 
 def session_json(record: selectors.SessionRecord, now: datetime) -> dict:
@@ -76,23 +61,11 @@ class RunSessionsView(APIView):
         return [IsOperator(), RequireSessions()]
 
     def post(self, request, run_id: str):
-        body = SessionCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        record, token = services.session_create(run_id=run_id, created_by=operator_for(request.user).name, **body.validated_data)
-        return Response(
-            {
-                "sid": record.sid,
-                "token": token,
-                "token_type": "Bearer",
-                "run_id": record.run_id,
-                "scopes": list(record.scopes),
-                "servers": list(record.servers),
-                "issued_at": _iso(record.issued_at),
-                "expires_at": _iso(record.expires_at),
-            },
-            status=status.HTTP_201_CREATED,
-            headers={"Cache-Control": "no-store"},
-        )
+        # API-key callers are answered by the data plane (mcp.dataplane); a browser session with
+        # the browsable form lands here, on the same service.
+        fields = services.session_request_parse(request.data)
+        record, token = bridge.run(services.session_create(run_id=run_id, created_by=operator_for(request.user).name, **fields))
+        return Response(session_created_json(record, token), status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
     def get(self, request, run_id: str):
         paginator = LimitOffsetPagination()

@@ -1,5 +1,5 @@
 """Authentication shared by every door: operator API keys for the management API here; session
-bearer tokens (for runs) are verified by `sessions_app.services.session_authenticate`."""
+bearer tokens (for runs) are verified by `sessions_app.verify.session_authenticate`."""
 
 from __future__ import annotations
 

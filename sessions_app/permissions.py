@@ -8,19 +8,31 @@ from sessions_app import scopes as S
 from sessions_app.principals import operator_for
 
 
+NO_OPERATOR = "an operator API key or a staff login is required"
+
+
+def operator_refusal(operator, *, scope: str | None = None) -> str | None:
+    """Why `operator` may not do what needs `scope` (None: any operator scope will do), or None
+    when it may. The DRF permissions below and the data plane's own doors both ask this."""
+    if operator is None:
+        return NO_OPERATOR
+    if not operator.has_any_operator_scope():
+        return "this API key holds no operator scope"
+    if scope is not None and not operator.has_scope(scope):
+        return f"requires scope {scope!r} or the ADMIN role"
+    return None
+
+
 class IsOperator(BasePermission):
     """Any operator scope (or the ADMIN role)."""
 
-    message = "an operator API key or a staff login is required"
+    message = NO_OPERATOR
 
     def has_permission(self, request, view) -> bool:
-        operator = operator_for(request.user)
-        if operator is None:
-            return False
-        if not operator.has_any_operator_scope():
-            self.message = "this API key holds no operator scope"
-            return False
-        return True
+        refusal = operator_refusal(operator_for(request.user))
+        if refusal is not None:
+            self.message = refusal
+        return refusal is None
 
 
 def require_scope(scope: str) -> type[BasePermission]:

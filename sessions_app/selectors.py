@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import DatabaseError
 
 from maestro import errors
 from sessions_app.models import McpSession
@@ -146,11 +145,3 @@ def session_get(*, run_id: str, sid: str) -> SessionRecord:
     if record is None:
         raise errors.NotFound(f"run {run_id!r} has no session {str(sid)[:64]!r}", code="session_not_found")
     return record
-
-
-def persisted_revoked_sid(sid: str) -> bool:
-    """Whether the table says `sid` is revoked; used only after a Redis flush is detected."""
-    try:
-        return McpSession.objects.filter(sid=sid, revoked_at__isnull=False).exists()
-    except DatabaseError:
-        raise errors.Unavailable("neither Redis nor the database can confirm the session is not revoked", code="revocation_unavailable") from None

@@ -1,18 +1,17 @@
-"""Run sessions: create, authenticate (every door), revoke, clean up.
+"""Run sessions: create (the data plane, async), revoke and clean up (the control plane).
 
-The hot path, `session_authenticate`, costs one HMAC check and one Redis round trip and never
-touches the database, except once after Redis has lost its data with persistence on (below).
+Authentication of a session token, the hot path, is `sessions_app.verify.session_authenticate`.
 
-Revocation lives in Redis as `rev:<sid>` keys that expire with the token, so every worker and
-replica sees a revocation at once. With MCP_SESSIONS_PERSIST=true the table is the durable record,
-and Redis is re-seeded from it when a flush is detected: a sentinel key, set after every re-seed,
-is read in the same MGET as the revocation key. No sentinel means Redis restarted or was flushed;
-that request asks the table about its own sid (one primary-key query) and, if it wins a short lock,
-rebuilds every revocation key and sets the sentinel again. docs/sessions.md explains the choice.
+Revocation lives in Redis (`sessions_app.store`): keys that expire with the token, a sorted set and
+a pub/sub message, so every worker and replica sees a revocation within a second. With
+MCP_SESSIONS_PERSIST=true the table is the durable record, and Redis is re-seeded from it when a
+flush is detected: a sentinel key, set after every re-seed, says Redis still holds what the table
+says. `rebuild_revocations` does the re-seeding.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -22,28 +21,27 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
-from maestro import errors
+from maestro import adb, errors
 from maestro.db import RowInserter
 from sessions_app import scopes as S
 from sessions_app import tokens
 from sessions_app.metrics import SESSIONS_CREATED, SESSIONS_REVOKED
 from sessions_app.models import McpSession
 from sessions_app.runs import validate_run_id
-from sessions_app.selectors import SessionRecord, persisted_revoked_sid, session_get, store_unavailable
-from sessions_app.store import StoreUnavailable, get_store
+from sessions_app.selectors import SessionRecord, session_get, store_unavailable
+from sessions_app.store import RedisStore, StoreUnavailable, get_store
 from sessions_app.tokens import SessionClaims
 
 __all__ = [
     "SessionClaims",
-    "bearer_token",
+    "ServerDirectory",
     "on_session_end",
     "rebuild_revocations",
-    "session_authenticate",
     "session_create",
+    "session_request_parse",
     "session_revoke",
     "session_revoke_run",
     "sessions_cleanup_expired",
@@ -63,69 +61,6 @@ on_session_end: list[Callable[[str], None]] = []
 SCOPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,63}")
 MAX_SCOPES = 32
 MAX_SERVERS = 100
-REBUILD_LOCK_SECONDS = 60
-
-
-def _revocation_unavailable() -> errors.Unavailable:
-    return errors.Unavailable("the revocation store (Redis) is unreachable: no session token can be accepted", code="revocation_unavailable")
-
-
-# --- authenticate: the one verification function for every door -------------------------------
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token in an `Authorization: Bearer <token>` header; None when there is none."""
-    if not authorization:
-        return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise errors.Unauthenticated("use Authorization: Bearer <session token>", code="malformed_token")
-    return value.strip()
-
-
-def session_authenticate(*, token: str | None, run_id: str) -> SessionClaims:
-    """The verified claims of a session token used on `run_id`'s URL.
-
-    Unauthenticated: missing_token, malformed_token, invalid_signature, token_expired, invalid_token,
-    session_revoked. Forbidden: run_mismatch. Unavailable: revocation_unavailable (fail closed).
-    """
-    if not token:
-        raise errors.Unauthenticated("a session token is required: Authorization: Bearer <token>", code="missing_token")
-    claims = tokens.verify(token)
-    if claims.run_id != run_id:
-        raise errors.Forbidden("this session token belongs to another run", code="run_mismatch")
-    if _is_revoked(claims):
-        raise errors.Unauthenticated("the session has been revoked", code="session_revoked")
-    return claims
-
-
-def _is_revoked(claims: SessionClaims) -> bool:
-    store = get_store()
-    try:
-        if not settings.MCP_SESSIONS_PERSIST:
-            return store.is_revoked(claims.sid)
-        revoked, sentinel = store.is_revoked_with_sentinel(claims.sid)
-        if revoked or sentinel:
-            return revoked
-        return _recover_after_flush(store, claims)
-    except StoreUnavailable:
-        raise _revocation_unavailable() from None
-
-
-def _recover_after_flush(store, claims: SessionClaims) -> bool:
-    """Redis lost its data: answer this sid from the table, and let one caller re-seed the rest."""
-    revoked = persisted_revoked_sid(claims.sid)
-    if revoked:
-        store.mark_revoked([(claims.sid, _seconds_left(claims.expires_at))])
-    if store.try_lock(REBUILD_LOCK_SECONDS):
-        try:
-            rebuild_revocations(store)
-        except (DatabaseError, StoreUnavailable):
-            # This request's answer is already right; the next one without a sentinel retries.
-            logger.exception("re-seeding revocations from mcp_sessions failed")
-        finally:
-            store.unlock()
-    return revoked
 
 
 def _seconds_left(expires_at: float) -> int:
@@ -155,8 +90,41 @@ def rebuild_revocations(store=None) -> int:
 # --- create -------------------------------------------------------------------------------------
 
 
+class ServerDirectory:
+    """What session creation needs to know about registered servers, without importing the
+    registry (layers point one way): the registry app installs its own at start-up
+    (mcp.apps.McpConfig.ready). This default knows no servers."""
+
+    async def resolve(self, ref: str) -> str | None:
+        """The id of the server with this id or name, or None."""
+        return None
+
+    async def required_scopes(self) -> set[str]:
+        """Every scope some registered server requires."""
+        return set()
+
+
+server_directory: ServerDirectory = ServerDirectory()
+
+
 def _invalid(field: str, message: str, code: str) -> errors.InvalidInput:
     return errors.InvalidInput(f"{field}: {message}", code=code, details={"field": field})
+
+
+CREATE_FIELDS = ("scopes", "servers", "ttl_seconds")
+
+
+def session_request_parse(body) -> dict:
+    """The fields of a session request body (a JSON object), or InvalidInput naming the first
+    field at fault. Types only; the values are checked by `session_create`."""
+    if not isinstance(body, dict):
+        raise errors.InvalidInput("request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(body) - set(CREATE_FIELDS))
+    if unknown:
+        raise _invalid(str(unknown[0])[:64], "unknown field; expected scopes, servers, ttl_seconds", "invalid_request")
+    if "scopes" not in body:
+        raise _invalid("scopes", "this field is required", "invalid_scopes")
+    return {key: body[key] for key in CREATE_FIELDS if key in body}
 
 
 def _validate_ttl(ttl_seconds) -> int:
@@ -168,7 +136,7 @@ def _validate_ttl(ttl_seconds) -> int:
     return ttl_seconds
 
 
-def _validate_scopes(scopes) -> list[str]:
+async def _validate_scopes(scopes) -> list[str]:
     if not isinstance(scopes, (list, tuple)) or not scopes:
         raise _invalid("scopes", "give a non-empty list of scopes, e.g. [\"mcp:invoke\"]", "invalid_scopes")
     if len(scopes) > MAX_SCOPES:
@@ -179,7 +147,7 @@ def _validate_scopes(scopes) -> list[str]:
     cleaned = sorted(set(scopes))
     unknown = [s for s in cleaned if s not in S.SESSION_SCOPES]
     if unknown:
-        known = S.SESSION_SCOPES | _registered_server_scopes()
+        known = S.SESSION_SCOPES | await server_directory.required_scopes()
         missing = [s for s in unknown if s not in known]
         if missing:
             raise _invalid(
@@ -190,29 +158,7 @@ def _validate_scopes(scopes) -> list[str]:
     return cleaned
 
 
-def _server_model():
-    # Imported lazily: sessions_app must not depend on the registry app at import time.
-    try:
-        from mcp.models import McpServer
-    except ImportError:
-        return None
-    return McpServer
-
-
-def _registered_server_scopes() -> set[str]:
-    """Scopes that some registered server requires; queried only for a scope outside the
-    built-in session scopes, so the common create costs no query here."""
-    McpServer = _server_model()
-    if McpServer is None or "scopes" not in {f.name for f in McpServer._meta.get_fields()}:
-        return set()
-    known: set[str] = set()
-    for value in McpServer.objects.values_list("scopes", flat=True):
-        if isinstance(value, list):
-            known.update(s for s in value if isinstance(s, str))
-    return known
-
-
-def _resolve_servers(servers) -> list[str]:
+async def _resolve_servers(servers) -> list[str]:
     """Server ids (as strings) for a list of ids or names, in the caller's order, deduplicated."""
     if servers is None:
         return []
@@ -220,28 +166,12 @@ def _resolve_servers(servers) -> list[str]:
         raise _invalid("servers", "give a list of server ids or names", "invalid_servers")
     if len(servers) > MAX_SERVERS:
         raise _invalid("servers", f"at most {MAX_SERVERS} servers", "invalid_servers")
-    if not servers:
-        return []
     for value in servers:
         if not isinstance(value, str) or not value.strip() or len(value) > 200:
             raise _invalid("servers", f"{str(value)[:80]!r} is not a server id or name", "invalid_servers")
-    ids = {}
-    for value in servers:
-        try:
-            ids[value] = str(uuid.UUID(value))
-        except ValueError:
-            pass
-    McpServer = _server_model()
-    rows = []
-    if McpServer is not None:
-        rows = McpServer.objects.filter(Q(id__in=set(ids.values())) | Q(name__in=set(servers))).values_list("id", "name")
-    by_id, by_name = {}, {}
-    for server_id, name in rows:
-        by_id[str(server_id)] = str(server_id)
-        by_name[name] = str(server_id)
     resolved: list[str] = []
     for value in servers:
-        found = by_id.get(ids.get(value, "")) or by_name.get(value)
+        found = await server_directory.resolve(value)
         if found is None:
             raise _invalid("servers", f"unknown server {value[:80]!r}", "unknown_server")
         if found not in resolved:
@@ -249,16 +179,16 @@ def _resolve_servers(servers) -> list[str]:
     return resolved
 
 
-def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, created_by: str) -> tuple[SessionRecord, str]:
+async def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, created_by: str) -> tuple[SessionRecord, str]:
     """A new session for `run_id` and its token (returned once, never stored).
 
     Persisted: one INSERT (written by hand: maestro.db), no cache write. Not persisted: one Redis
-    round trip (the run index).
+    round trip (the run index). Server names resolve from the registry's in-process cache.
     """
     run_id = validate_run_id(run_id)
     ttl = _validate_ttl(ttl_seconds)
-    scope_list = _validate_scopes(scopes)
-    server_ids = _resolve_servers(servers)
+    scope_list = await _validate_scopes(scopes)
+    server_ids = await _resolve_servers(servers)
     issued_at = int(time.time())
     record = SessionRecord(
         sid=uuid.uuid4().hex,
@@ -274,20 +204,27 @@ def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, creat
         sid=record.sid, run_id=run_id, scopes=scope_list, servers=server_ids, issued_at=issued_at, expires_at=issued_at + ttl
     )
     if settings.MCP_SESSIONS_PERSIST:
+        row = {
+            "sid": record.sid, "run_id": run_id, "scopes": scope_list, "servers": server_ids,
+            "created_at": record.issued_at, "expires_at": record.expires_at, "revoked_at": None,
+            "created_by": record.created_by,
+        }
         try:
-            _SESSION_ROWS.insert([{
-                "sid": record.sid, "run_id": run_id, "scopes": scope_list, "servers": server_ids,
-                "created_at": record.issued_at, "expires_at": record.expires_at, "revoked_at": None,
-                "created_by": record.created_by,
-            }])
-        except OperationalError as exc:
+            await adb.database().execute(_SESSION_ROWS.sql(1), _SESSION_ROWS.params([row]))
+        except adb.Conflict:
+            pass  # a fresh random sid can only collide with this very INSERT, retried after a lost answer
+        except adb.DatabaseFailure as exc:
             raise errors.Unavailable("the session could not be recorded in the database", code="database_unavailable") from exc
     else:
         # The index outlives the session by the leeway plus one cleanup interval, so an expired
         # session still lists as "expired" until the cleanup removes it.
         keep = ttl + settings.SESSION_TOKEN_LEEWAY_SECONDS + settings.MCP_SESSION_CLEANUP_INTERVAL_SECONDS
+        store = get_store()
         try:
-            get_store().index_put(run_id, record.to_index(), keep)
+            if isinstance(store, RedisStore):
+                await store.aindex_put(run_id, record.to_index(), keep)
+            else:
+                await asyncio.to_thread(store.index_put, run_id, record.to_index(), keep)
         except StoreUnavailable:
             raise store_unavailable() from None
     SESSIONS_CREATED.inc()

@@ -12,6 +12,11 @@ Two implementations with one interface:
   revocation). Redis is the answer for anything beyond a development machine.
 
 Every Redis failure surfaces as `StoreUnavailable`; callers turn it into a domain error.
+
+Revocations in Redis, three ways, each for a reader: `rev:<sid>` keys (one GET answers "is this sid
+revoked?"), a sorted set of revoked sids scored by when each token dies (a worker re-reads all of
+them in one ZRANGEBYSCORE after it (re)connects), and a message on a pub/sub channel (every worker
+adds the sid to its in-process set at once: sessions_app.revocation).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class RedisStore:
         self.prefix = prefix
         self.sentinel_key = f"{prefix}:sentinel"
         self.lock_key = f"{prefix}:rebuild-lock"
+        self.revoked_key = f"{prefix}:revoked"
+        self.channel = f"{prefix}:revocations"
         self._update_script = self._client.register_script(_UPDATE_EXISTING)
 
     def rev_key(self, sid: str) -> str:
@@ -87,25 +94,35 @@ class RedisStore:
         return revoked is not None, sentinel is not None
 
     def mark_revoked(self, items: Iterable[tuple[str, int]]) -> None:
-        """Set `rev:<sid>` for each (sid, seconds to live), in one pipelined round trip. Seconds
-        <= 0 are skipped: that token is dead anyway."""
+        """Revoke each (sid, seconds to live) in one pipelined round trip: its `rev:<sid>` key, its
+        member of the sorted set, and one message for the batch. Seconds <= 0 are skipped: that
+        token is dead anyway. The message goes last, so a worker that hears it and re-reads finds
+        the set already complete."""
+        now = time.time()
+        live = [(sid, ttl) for sid, ttl in items if ttl > 0]
+        if not live:
+            return
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for sid, ttl in items:
-                if ttl > 0:
-                    pipe.set(self.rev_key(sid), b"1", ex=ttl)
-            if len(pipe):
-                pipe.execute()
+            pipe = self._client.pipeline(transaction=True)
+            for sid, ttl in live:
+                pipe.set(self.rev_key(sid), b"1", ex=ttl)
+            pipe.zadd(self.revoked_key, {sid: now + ttl for sid, ttl in live})
+            pipe.zremrangebyscore(self.revoked_key, "-inf", now)
+            for start in range(0, len(live), 500):
+                pipe.publish(self.channel, json.dumps({sid: now + ttl for sid, ttl in live[start : start + 500]}))
+            pipe.execute()
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def forget(self, sids: Iterable[str]) -> None:
+        sids = list(sids)
         keys = [self.rev_key(s) for s in sids]
         if not keys:
             return
         try:
             for start in range(0, len(keys), 1000):
                 self._client.delete(*keys[start : start + 1000])
+                self._client.zrem(self.revoked_key, *sids[start : start + 1000])
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -140,6 +157,20 @@ class RedisStore:
             pipe.expire(key, ttl, gt=True)
             pipe.execute()
         except self._errors as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def aindex_put(self, run_id: str, record: dict, ttl: int) -> None:
+        """`index_put` for the data plane, on its own event loop's Redis client."""
+        from maestro import aredis
+
+        key = self.run_key(run_id)
+        try:
+            pipe = aredis.client().pipeline(transaction=True)
+            pipe.hset(key, record["sid"], json.dumps(record))
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
+            await pipe.execute()
+        except aredis.redis_errors() as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def index_get(self, run_id: str) -> list[dict]:

@@ -6,7 +6,7 @@ uses PyJWT; verifying is done here (see `verify` for why). Tokens are signed wit
 are tried, in order, only when the current secret's signature does not match, so rotating the
 secret does not cut off live runs and costs nothing while no rotation is under way.
 
-This module knows nothing of revocation or of runs; `sessions_app.services.session_authenticate`
+This module knows nothing of revocation or of runs; `sessions_app.verify.session_authenticate`
 adds both.
 """
 

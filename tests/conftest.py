@@ -15,11 +15,30 @@ from sessions_app.apikeys import apikey_create
 
 
 def _clear_caches() -> None:
-    from mcp.services import evidence, registry
+    from mcp.services import evidence_writer, registry
 
     cache.clear()
     registry.local_cache_clear()
-    evidence.local_cache_clear()
+    evidence_writer.local_cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_plane_pools(django_db_setup, django_db_blocker):
+    """The data plane's pools live on the bridge's loop for the whole session; they are closed
+    before the test database is dropped (torn down first: this fixture needs django_db_setup)."""
+    yield
+    from tests.support.gateway import stop_data_plane
+
+    with django_db_blocker.unblock():
+        stop_data_plane()
+
+
+@pytest.fixture
+def gateway(transactional_db):
+    """The web door in this process (data plane + Django): see tests/support/gateway.py."""
+    from tests.support.gateway import GatewayClient
+
+    return GatewayClient()
 
 
 @pytest.fixture(autouse=True)

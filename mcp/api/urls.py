@@ -1,10 +1,11 @@
 """MCP routes under /api/maestro/v1/ (included only while MAESTRO_MCP_ENABLED). No trailing
-slash, like every path in DESIGN section 3."""
+slash, like every path in DESIGN section 3. Invoke, a run's tools and session creation with an API
+key are answered by the data plane in front of Django (mcp/dataplane/app.py)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from mcp.api import evidence_views, invoke_views
+from mcp.api import evidence_views
 from mcp.api.views import McpServerViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -12,7 +13,5 @@ router.register("mcp/servers", McpServerViewSet, basename="mcp-server")
 
 urlpatterns: list = [
     *router.urls,
-    path("runs/<str:run_id>/mcp/invoke", invoke_views.invoke, name="mcp-invoke"),
-    path("runs/<str:run_id>/mcp/tools", invoke_views.tools, name="mcp-run-tools"),
     path("runs/<str:run_id>/mcp/evidence", evidence_views.run_evidence, name="mcp-run-evidence"),
 ]

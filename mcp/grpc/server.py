@@ -1,20 +1,20 @@
-"""Build and run the gRPC server: thread pool, in-flight limit, TLS/mTLS, health, reflection, drain.
+"""Build and run the gRPC server (grpc.aio): in-flight limit, TLS/mTLS, health, reflection, drain.
 
-Threads, not asyncio: the invoke core is synchronous (DESIGN section 1) and a thread per call is
-what it is written for. The pool has MCP_GRPC_MAX_IN_FLIGHT threads for gateway calls plus a few
-for health and reflection, so a saturated gateway still answers its health probe (see
-interceptors.py), and grpc's own `maximum_concurrent_rpcs` caps the total so nothing ever queues.
+The gRPC door is a data-plane door: its calls run as coroutines on the process's event loop, on the
+same invoke core as the HTTP door (DESIGN section 1), so a call waiting on a slow tool costs no
+thread. The in-flight limit is the interceptor's (a saturated gateway still answers its health
+probe); grpc's own `maximum_concurrent_rpcs` is the backstop behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,9 +34,8 @@ from mcp.grpc.servicer import McpGatewayServicer
 logger = logging.getLogger("maestro.grpc")
 
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["McpGateway"].full_name
-# Threads (and grpc concurrency) kept apart from gateway calls for health checks and reflection.
+# grpc concurrency kept apart from gateway calls for health checks and reflection.
 CONTROL_HEADROOM = 4
-CANCEL_SETTLE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -117,36 +116,40 @@ def _check_bindable(bind: str) -> None:
 
 @dataclass
 class GatewayServer:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
-    pool: ThreadPoolExecutor
+    health: health.aio.HealthServicer
     interceptor: GatewayInterceptor
 
-    def drain(self, grace_s: float) -> int:
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def drain(self, grace_s: float) -> int:
         """Stop taking calls, tell health checkers, give in-flight calls up to `grace_s` seconds.
-        Returns how many handlers are still running (cancelled, but their threads not yet back)."""
-        self.health.enter_graceful_shutdown()
-        # grpc cancels the calls still running at the end of the grace period, but its stop event
-        # is set only once their handlers return: wait for it a moment longer, not forever.
-        self.server.stop(grace_s).wait(grace_s + CANCEL_SETTLE_SECONDS)
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        return self.interceptor.in_flight
+        Returns how many were still running when the grace period ended (then cancelled)."""
+        await self.health.enter_graceful_shutdown()
+        stopping = asyncio.get_running_loop().create_task(self.server.stop(grace_s))
+        done, _ = await asyncio.wait({stopping}, timeout=grace_s)
+        abandoned = 0 if done else self.interceptor.in_flight
+        await stopping
+        return abandoned
 
 
 def build_server(
     *, bind: str, max_in_flight: int, default_deadline_ms: int, tls: TlsMaterial | None = None,
     max_request_bytes: int = 4 * 1024 * 1024, log_requests: bool = True, shared_port: bool = False,
 ) -> GatewayServer:
+    """A grpc.aio server with the gateway, health and reflection, bound but not started. Call it
+    on the event loop that will serve it."""
     if not shared_port:
         _check_bindable(bind)
-    slots = max_in_flight + CONTROL_HEADROOM
-    pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="grpc")
     interceptor = GatewayInterceptor(max_in_flight=max_in_flight, log_requests=log_requests)
-    server = grpc.server(
-        pool,
+    server = grpc.aio.server(
         interceptors=[interceptor],
-        maximum_concurrent_rpcs=slots,
+        # The hard backstop behind the interceptor's limit, with room for health and reflection.
+        maximum_concurrent_rpcs=max_in_flight + CONTROL_HEADROOM,
         options=[
             # grpc sets SO_REUSEPORT by default: a second server on the same port would start
             # "fine" and steal half the connections. Off, a busy port is an error at start; on
@@ -156,7 +159,7 @@ def build_server(
         ],
     )
     gateway_pb2_grpc.add_McpGatewayServicer_to_server(McpGatewayServicer(default_deadline_ms=default_deadline_ms), server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
@@ -164,34 +167,44 @@ def build_server(
     except RuntimeError:
         port = 0
     if not port:
-        pool.shutdown(wait=False)
         raise ConfigError(f"MCP_GRPC_BIND={bind!r}: cannot listen there (address in use or not local?)")
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GatewayServer(server=server, port=port, health=health_servicer, pool=pool, interceptor=interceptor)
+    return GatewayServer(server=server, port=port, health=health_servicer, interceptor=interceptor)
 
 
 def serve(*, bind: str, max_in_flight: int, default_deadline_ms: int, tls: TlsMaterial | None, grace_s: float,
           metrics_bind: str | None = None, max_request_bytes: int = 4 * 1024 * 1024, log_requests: bool = True,
           shared_port: bool = False) -> int:
     """Serve until SIGTERM or SIGINT, then drain for at most `grace_s` seconds. Returns how many
-    calls were abandoned (still running after the grace period)."""
-    gateway = build_server(
-        bind=bind, max_in_flight=max_in_flight, default_deadline_ms=default_deadline_ms, tls=tls,
-        max_request_bytes=max_request_bytes, log_requests=log_requests, shared_port=shared_port,
-    )
-    stop = wait_for_signal_event()
+    calls were abandoned (still running after the grace period). One uvloop event loop runs the
+    server and the invoke core (DESIGN section 1)."""
+    import uvloop
+
+    return uvloop.run(_serve(
+        bind=bind, max_in_flight=max_in_flight, default_deadline_ms=default_deadline_ms, tls=tls, grace_s=grace_s,
+        metrics_bind=metrics_bind, max_request_bytes=max_request_bytes, log_requests=log_requests, shared_port=shared_port,
+    ))
+
+
+async def _serve(*, grace_s: float, metrics_bind: str | None, **build_options) -> int:
+    from mcp.dataplane.lifecycle import data_plane_start, data_plane_stop
+
+    gateway = build_server(**build_options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     metrics.serve_metrics(metrics_bind)
-    gateway.server.start()
+    await data_plane_start()
+    await gateway.start()
     logger.info(
         "grpc serving",
-        extra={"bind": bind, "port": gateway.port, "tls": tls.mode if tls else "off", "max_in_flight": max_in_flight,
-               "default_deadline_ms": default_deadline_ms},
+        extra={"bind": build_options["bind"], "port": gateway.port, "tls": build_options["tls"].mode if build_options.get("tls") else "off",
+               "max_in_flight": build_options["max_in_flight"], "default_deadline_ms": build_options["default_deadline_ms"]},
     )
-    while not stop.wait(0.5):
-        pass
-    logger.info("grpc draining", extra={"grace_s": grace_s, "in_flight": metrics.in_flight()})
-    abandoned = gateway.drain(grace_s)
+    await stop.wait()
+    logger.info("grpc draining", extra={"grace_s": grace_s, "in_flight": gateway.interceptor.in_flight})
+    abandoned = await gateway.drain(grace_s)
+    await data_plane_stop()
     logger.info("grpc stopped", extra={"abandoned_calls": abandoned})
     return abandoned
 
@@ -199,12 +212,11 @@ def serve(*, bind: str, max_in_flight: int, default_deadline_ms: int, tls: TlsMa
 def serve_workers(*, workers: int, **serve_options) -> int:
     """Run `workers` server processes on one port and supervise them; returns the exit status.
 
-    Why processes: the invoke core is Python, and one process runs Python on one core at a time
-    (the GIL), so a single gRPC process tops out at about one core while the web door has a
-    worker per core (measured: 430 gRPC calls/s against 700 HTTP on two cores). Each worker is a
-    complete server (its own thread pool, in-flight limit, health and drain); the kernel spreads
-    new connections over them (SO_REUSEPORT). The parent checks the port first, forks before
-    anything of grpc is created (grpc does not survive a fork), forwards SIGTERM and waits.
+    Why processes: one process runs Python on one core at a time (the GIL), so a single gRPC
+    process tops out at about one core. Each worker is a complete server (its own event loop,
+    in-flight limit, health and drain); the kernel spreads new connections over them
+    (SO_REUSEPORT). The parent checks the port first, forks before anything of grpc is created
+    (grpc does not survive a fork), forwards SIGTERM and waits.
     """
     _check_bindable(serve_options["bind"])
     context = multiprocessing.get_context("fork")
@@ -235,7 +247,7 @@ def _worker(index: int, serve_options: dict) -> None:
         serve_options = {**serve_options, "metrics_bind": f"{host}:{int(port) + index}"}
     serve(**serve_options, shared_port=True)
     logging.shutdown()
-    # Skip Python's exit: it would join pool threads still running abandoned (cancelled) calls.
+    # Skip Python's exit: nothing left to wait for, and atexit handlers of the parent do not apply.
     os._exit(0)
 
 

@@ -2,12 +2,14 @@
 
 Everything that matters (authentication, policy, receipts, evidence, the upstream call, the
 invocation counters) happens in mcp.services.invoke, exactly as for the HTTP door. This module
-only translates: protobuf and metadata in, protobuf and status (mcp.grpc.status) out.
+only translates: protobuf and metadata in, protobuf and status (mcp.grpc.status) out. Coroutines
+on grpc.aio's event loop, the same loop the core runs on.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import grpc
 from django.conf import settings
@@ -17,7 +19,7 @@ from maestro import errors
 from mcp.grpc import gateway_pb2, gateway_pb2_grpc
 from mcp.grpc.status import ERROR_CODE_KEY, RECEIPT_KEY, status_for
 from mcp.services.invoke import tool_invoke, tools_for_session
-from sessions_app.services import bearer_token
+from sessions_app.verify import bearer_token
 
 logger = logging.getLogger("maestro.grpc")
 
@@ -26,8 +28,14 @@ _NO_DEADLINE = 1e9
 _MAX_EXACT_INT = 2**53
 
 
+class UnrepresentableResult(errors.UpstreamFailed):
+    """The tool's result holds a number a protobuf Struct cannot carry (beyond a double's range)."""
+
+    code = "upstream_invalid_result"
+
+
 def _metadata_token(context) -> str | None:
-    for key, value in context.invocation_metadata():
+    for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return bearer_token(value)
     return None
@@ -53,54 +61,68 @@ def _plain(value):
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict:
+    # NaN and Infinity pass through here; the core refuses them (400 invalid_arguments).
     return _plain(json_format.MessageToDict(message))
 
 
 def dict_to_struct(value: dict) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
-    # NaN/inf have no JSON form and would make ParseDict fail; upstream JSON never holds them.
-    json_format.ParseDict(value if isinstance(value, dict) else {}, message)
+    try:
+        json_format.ParseDict(value if isinstance(value, dict) else {}, message)
+    except (json_format.ParseError, ValueError, OverflowError, TypeError):
+        raise UnrepresentableResult("the tool's result has a number a protobuf Struct cannot carry (beyond a double's range)") from None
     return message
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 class McpGatewayServicer(gateway_pb2_grpc.McpGatewayServicer):
     def __init__(self, *, default_deadline_ms: int | None = None):
         self.default_deadline_ms = default_deadline_ms or settings.MCP_GRPC_DEFAULT_DEADLINE_MS
 
-    def Invoke(self, request, context):
-        def call():
-            return tool_invoke(
+    async def Invoke(self, request, context):
+        async def call():
+            outcome = await tool_invoke(
                 token=_metadata_token(context), run_id=request.run_id, server=request.server, tool=request.tool,
                 arguments=struct_to_dict(request.arguments) if request.HasField("arguments") else None,
                 timeout_ms=request.timeout_ms or None, deadline_s=deadline_seconds(context, self.default_deadline_ms),
                 transport="grpc",
             )
+            try:
+                result = dict_to_struct(outcome.result)
+            except errors.GatewayError as exc:
+                raise exc.with_receipt(outcome.receipt) from None
+            return outcome, result
 
-        outcome = _call_core(context, call)
+        outcome, result = await _call_core(context, call)
         context.set_trailing_metadata(((RECEIPT_KEY, outcome.receipt),))
         return gateway_pb2.InvokeResponse(
             invocation_id=outcome.invocation_id, server=outcome.server, server_id=outcome.server_id, tool=outcome.tool,
-            result=dict_to_struct(outcome.result), is_error=outcome.is_error, latency_ms=outcome.latency_ms,
+            result=result, is_error=outcome.is_error, latency_ms=_finite(outcome.latency_ms),
             evidence_seq=outcome.evidence_seq, evidence_hash=outcome.evidence_hash, receipt=outcome.receipt,
         )
 
-    def ListTools(self, request, context):
-        listed = _call_core(context, lambda: tools_for_session(token=_metadata_token(context), run_id=request.run_id))
-        return gateway_pb2.ListToolsResponse(
-            tools=[
+    async def ListTools(self, request, context):
+        async def call():
+            listed = await tools_for_session(token=_metadata_token(context), run_id=request.run_id)
+            return [
                 gateway_pb2.Tool(
                     server=t["server"], server_id=t["server_id"], name=t["name"], description=t.get("description") or "",
                     input_schema=dict_to_struct(t.get("inputSchema") or {}),
                 )
                 for t in listed
             ]
-        )
+
+        return gateway_pb2.ListToolsResponse(tools=await _call_core(context, call))
 
 
-def _call_core(context, call):
-    """Run `call`; a domain error becomes its status, with receipt and error code in trailing metadata."""
+async def _call_core(context, call):
+    """Run `call`; a domain error becomes its status, with receipt and error code in trailing
+    metadata. Nothing else reaches the client: an unexpected error is INTERNAL with no detail."""
     try:
-        return call()
+        return await call()
     except errors.GatewayError as exc:
         failure = exc
     except Exception:
@@ -109,11 +131,9 @@ def _call_core(context, call):
     # abort() raises, so it is called outside the try above, never caught by it.
     if failure is None:
         context.set_trailing_metadata(((ERROR_CODE_KEY, "internal_error"),))
-        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     trailing = [(ERROR_CODE_KEY, failure.code)]
-    receipt = getattr(failure, "receipt", None)
-    if receipt:
-        trailing.append((RECEIPT_KEY, receipt))
+    if failure.receipt:
+        trailing.append((RECEIPT_KEY, failure.receipt))
     context.set_trailing_metadata(tuple(trailing))
-    context.abort(status_for(failure), failure.message)
-
+    await context.abort(status_for(failure), failure.message)

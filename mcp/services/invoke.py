@@ -1,43 +1,46 @@
 """The one core every door calls: authenticate, authorize, validate, call upstream, record.
 
-No request object and no proto in here. The checks run in the documented order, each with its
-own error code; from the moment the token is verified, every attempt (allowed or denied, good or
-failed) leaves exactly one evidence row, and every policy decision leaves a signed receipt.
+A coroutine, on the data plane's event loop (DESIGN section 1); no request object and no proto in
+here. The checks run in the documented order (README, "Invoking tools"), each with its own error
+code. A request that is not well-formed (check 3: missing or ill-typed fields, text or numbers
+that have no canonical form) is refused before anything is recorded; from there on, every attempt
+(allowed or denied, good or failed) leaves exactly one evidence row, and every policy decision
+leaves a signed receipt.
 
-Hot path budget: one cache round trip for the token (plus the in-flight slot), in-process caches
-for server specs, tool lists and compiled schemas, the pooled upstream client, one INSERT.
+Hot path: the token check and the revocation check in memory (sessions_app.verify), one Redis
+round trip for the in-flight slot, servers, tool lists and compiled schemas from process memory
+(mcp.services.catalog), the pooled upstream client, one INSERT shared with concurrent calls
+(mcp.services.evidence_writer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.core.cache import cache
-from django.db import DatabaseError, connection
 from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 
-from maestro import errors, telemetry
+from maestro import aredis, errors, telemetry
 from mcp import policy
 from mcp.canonical import digest
 from mcp.invocation_metrics import INVOCATION_SECONDS, INVOCATIONS, POLICY_DECISIONS
 from mcp.receipts import Decision, receipt_issue
-from mcp.services.evidence import EvidenceEntry, evidence_append
+from mcp.services import catalog
+from mcp.services.evidence import EvidenceEntry
+from mcp.services.evidence_writer import evidence_append
 from mcp.services.limits import session_slot
-from mcp.services.registry import server_spec_get, server_tool_index, server_tools_cached, server_tools_list
+from mcp.upstream import wire
 from mcp.upstream.client import get_client
-from sessions_app.services import SessionClaims, session_authenticate
+from sessions_app.tokens import SessionClaims
+from sessions_app.verify import session_authenticate
 
 logger = logging.getLogger("mcp.invoke")
 MAX_TOOL_NAME = 128
-MAX_ARGUMENT_DEPTH = 32
 _MISS_REFRESH_SECONDS = 5
+CANCELLED = "cancelled"  # the evidence error code of a call its caller abandoned
 
 
 @dataclass(frozen=True)
@@ -54,18 +57,25 @@ class InvocationResult:
     receipt: str
 
 
+class UpstreamInvalidResult(errors.UpstreamFailed):
+    """The tool ran, but its result holds values with no canonical JSON form (NaN, Infinity, a
+    lone surrogate): recorded as such, never passed on half-understood."""
+
+    code = "upstream_invalid_result"
+
+
 class _Attempt:
     """What is known about one attempt so far; turned into its evidence row at the end."""
 
     __slots__ = ("claims", "run_id", "server_id", "server_name", "tool", "arguments_digest", "receipt", "transport", "started")
 
-    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments: dict, transport: str):
+    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments_digest: str, transport: str):
         self.claims = claims
         self.run_id = claims.run_id
         self.server_id = ""
         self.server_name = server_ref[:64]
-        self.tool = tool[:MAX_TOOL_NAME]
-        self.arguments_digest = digest(arguments)
+        self.tool = tool
+        self.arguments_digest = arguments_digest
         self.receipt = ""
         self.transport = transport
         self.started = time.perf_counter()
@@ -89,9 +99,9 @@ class _Attempt:
             "transport": self.transport,
         }
 
-    def record(self, *, status: str, error_code: str = "", result_digest: str = "", is_error: bool = False):
+    async def record(self, *, status: str, error_code: str = "", result_digest: str = "", is_error: bool = False):
         latency_us = int((time.perf_counter() - self.started) * 1_000_000)
-        row = evidence_append(
+        row = await evidence_append(
             entry=EvidenceEntry(
                 run_id=self.run_id, session_id=self.claims.sid, server_id=self.server_id, server_name=self.server_name,
                 tool=self.tool, arguments_digest=self.arguments_digest, result_digest=result_digest, status=status,
@@ -103,39 +113,59 @@ class _Attempt:
         return row
 
 
-def _validate_request(*, server: object, tool: object, arguments: object, timeout_ms: object) -> dict:
-    if not isinstance(server, str) or not server or len(server) > 64:
-        raise errors.InvalidInput("server: a server id or name (1-64 characters) is required", code="invalid_server")
-    if not isinstance(tool, str) or not tool or len(tool) > MAX_TOOL_NAME:
-        raise errors.InvalidInput(f"tool: a tool name (1-{MAX_TOOL_NAME} characters) is required", code="invalid_tool")
+def _storable_name(value: object, limit: int) -> bool:
+    """A name that every store takes as is: printable (no NUL or control characters, which
+    PostgreSQL or a log line would refuse or garble) and encodable (no lone surrogates)."""
+    if not isinstance(value, str) or not value or len(value) > limit or not value.isprintable():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _validate_request(*, server: object, tool: object, arguments: object, timeout_ms: object) -> tuple[dict, str]:
+    """The request's shape (check 3): the arguments and their digest, or InvalidInput."""
+    if not _storable_name(server, 64):
+        raise errors.InvalidInput("server: a server id or name (1-64 printable characters) is required", code="invalid_server")
+    if not _storable_name(tool, MAX_TOOL_NAME):
+        raise errors.InvalidInput(f"tool: a tool name (1-{MAX_TOOL_NAME} printable characters) is required", code="invalid_tool")
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
         raise errors.InvalidInput("arguments: must be a JSON object", code="invalid_arguments")
     if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1):
         raise errors.InvalidInput("timeout_ms: must be a positive integer", code="invalid_timeout")
-    return arguments
+    try:
+        arguments_digest = digest(arguments)
+    except (ValueError, RecursionError):
+        # NaN, Infinity, a number too large for a double, or a lone surrogate: JSON parsers take
+        # them, but they have no canonical form, so no digest could ever be verified.
+        raise errors.InvalidInput(
+            "arguments: numbers must be finite and text must be valid Unicode (no NaN, Infinity or lone surrogates)",
+            code="invalid_arguments",
+        ) from None
+    return arguments, arguments_digest
 
 
 _validators: dict[tuple, object] = {}
-_validators_lock = threading.Lock()
 _BROKEN_SCHEMA = object()
 
 
-def _may_refresh_tools(*, server_id: str) -> bool:
+async def _may_refresh_tools(*, server_id: str) -> bool:
     try:
-        return bool(cache.add(f"mcp:tools-miss-refresh:{server_id}", 1, _MISS_REFRESH_SECONDS))
-    except Exception:
+        return await aredis.cache_add(f"mcp:tools-miss-refresh:{server_id}", 1, _MISS_REFRESH_SECONDS)
+    except aredis.CacheUnavailable:
         return False  # without the shared cache there is no shared rate limit: do not refresh
 
 
-def _find_tool(*, server, tool: str) -> dict:
-    found = server_tool_index(server=server).get(tool)
-    if found is None and _may_refresh_tools(server_id=server.id):
+async def _find_tool(*, server, spec, tool: str) -> dict:
+    found = (await catalog.server_tools(server=server, spec=spec)).get(tool)
+    if found is None and await _may_refresh_tools(server_id=server.id):
         # A tool added upstream since the last fetch: refresh once, at most every few seconds per
         # server, so unknown names cannot be used to hammer the upstream with tools/list.
-        server_tools_list(server=server, refresh=True)
-        found = server_tool_index(server=server).get(tool)
+        found = (await catalog.server_tools(server=server, spec=spec, refresh=True)).get(tool)
     if found is None:
         raise errors.NotFound(f"tool {tool!r} not found on server {server.name!r}", code="tool_not_found")
     return found
@@ -148,18 +178,15 @@ def _validate_arguments(*, server_id: str, tool: dict, arguments: dict) -> None:
     key = (server_id, tool.get("name"), digest(schema))
     validator = _validators.get(key)
     if validator is None:
-        with _validators_lock:  # compiled once per process, not by every thread that misses at once
-            validator = _validators.get(key)
-            if validator is None:
-                try:
-                    cls = jsonschema_validators.validator_for(schema)
-                    cls.check_schema(schema)
-                    validator = cls(schema)
-                except SchemaError:
-                    validator = _BROKEN_SCHEMA
-                if len(_validators) > 5000:
-                    _validators.clear()
-                _validators[key] = validator
+        try:
+            cls = jsonschema_validators.validator_for(schema)
+            cls.check_schema(schema)
+            validator = cls(schema)
+        except SchemaError:
+            validator = _BROKEN_SCHEMA
+        if len(_validators) > 5000:
+            _validators.clear()
+        _validators[key] = validator
     if validator is _BROKEN_SCHEMA:
         return  # an upstream's broken schema is not the caller's fault; the upstream validates too
     error = next(iter(validator.iter_errors(arguments)), None)
@@ -180,127 +207,112 @@ def _timeout_seconds(*, spec, timeout_ms: int | None, deadline_s: float | None) 
 
 
 def _denied(decision: Decision, receipt: str) -> errors.GatewayError:
-    exc = errors.Forbidden(decision.reason, code=decision.code or "policy_denied")
-    exc.receipt = receipt
-    return exc
+    return errors.Forbidden(decision.reason, code=decision.code or "policy_denied", receipt=receipt)
 
 
-def tool_invoke(
-    *, token: str | None, run_id: str, server: str, tool: str, arguments: dict | None,
-    timeout_ms: int | None = None, deadline_s: float | None = None, transport: str = "http",
+async def tool_invoke(
+    *, token: str | None, run_id: str, server: object, tool: object, arguments: object,
+    timeout_ms: object = None, deadline_s: float | None = None, transport: str = "http",
+    meta: dict | None = None, on_message: wire.OnMessage | None = None,
 ) -> InvocationResult:
+    """Call `tool` on `server` for the session of `token`. `meta` goes to the upstream in
+    `params._meta` (a progress token); `on_message` receives what the upstream streams before its
+    answer (progress notifications), for doors that pass it on."""
     with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
-        with _database_required("an invocation"):
-            claims = session_authenticate(token=token, run_id=run_id)
-            arguments = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
-            attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments=arguments, transport=transport)
-            return _invoke_recorded(attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s)
+        claims = await session_authenticate(token=token, run_id=run_id)
+        arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
+        attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
+        try:
+            async with session_slot(sid=claims.sid):
+                return await _authorized_call(
+                    attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
+                    meta=meta, on_message=on_message,
+                )
+        except errors.GatewayError as exc:
+            denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
+            await attempt.record(status="denied" if denied else "error", error_code=exc.code)
+            raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
+        except asyncio.CancelledError:
+            # The caller went away (a gRPC deadline or cancellation cancels the handler). The tool
+            # may have run: its row is written all the same, shielded from the cancellation.
+            await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
+            raise
 
 
-@contextmanager
-def _database_required(action: str):
-    """A database failure anywhere in `action` is 503 database_unavailable, not a 500."""
-    try:
-        yield
-    except DatabaseError:
-        logger.exception("database unavailable during %s", action)
-        raise errors.Unavailable("the database is unavailable; retry shortly", code="database_unavailable") from None
-
-
-def _release_pooled_connection() -> None:
-    """Give this thread's pooled database connection back before the upstream call, which may
-    take seconds: hundreds of threads share a pool of a few connections, and a thread that only
-    looked up a server must not hold one while it waits on a tool (measured: 1,000 concurrent
-    2-second calls timed out waiting for the pool). The evidence write takes one again."""
-    if getattr(connection, "pool", None) is not None and connection.connection is not None and not connection.in_atomic_block:
-        connection.close()
-
-
-def _invoke_recorded(attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms: int | None, deadline_s: float | None) -> InvocationResult:
-    try:
-        with session_slot(sid=attempt.claims.sid):
-            return _authorized_call(attempt, server_ref=server_ref, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s)
-    except errors.GatewayError as exc:
-        status = "denied" if isinstance(exc, errors.Forbidden) or getattr(exc, "decision", None) else "error"
-        attempt.record(status=status, error_code=exc.code)
-        if attempt.receipt:
-            exc.receipt = attempt.receipt
-        raise
-
-
-def _authorized_call(attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms: int | None, deadline_s: float | None) -> InvocationResult:
+async def _authorized_call(
+    attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms, deadline_s: float | None,
+    meta: dict | None, on_message,
+) -> InvocationResult:
     claims = attempt.claims
     denial = policy.builtin_check_scope(session_scopes=claims.scopes)
     if denial:
         raise _denied(attempt.decide(denial), attempt.receipt)
 
-    snapshot, spec = server_spec_get(ref=server_ref)
-    attempt.server_id, attempt.server_name = str(snapshot.id), snapshot.name
+    snapshot, spec = await catalog.server_resolve(ref=server_ref)
+    attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
     if not snapshot.enabled:
         raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
 
     denial = policy.builtin_check_server_and_tool(
-        session_scopes=claims.scopes, session_servers=claims.servers, server_id=str(snapshot.id), server_name=snapshot.name,
+        session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
         server_scopes=list(snapshot.scopes), tool_allow=list(snapshot.tool_allow), tool_deny=list(snapshot.tool_deny), tool=attempt.tool,
     )
     if denial:
         raise _denied(attempt.decide(denial), attempt.receipt)
 
-    tool_def = _find_tool(server=snapshot, tool=attempt.tool)
-    _validate_arguments(server_id=str(snapshot.id), tool=tool_def, arguments=arguments)
+    tool_def = await _find_tool(server=snapshot, spec=spec, tool=attempt.tool)
+    _validate_arguments(server_id=snapshot.id, tool=tool_def, arguments=arguments)
     timeout_s = _timeout_seconds(spec=spec, timeout_ms=timeout_ms, deadline_s=deadline_s)
 
     try:
-        decision = attempt.decide(policy.policy_final_decide(policy_input=attempt.policy_input()))
+        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
     except policy.PolicyUnavailable as exc:
         attempt.decide(exc.decision)
         raise
     if not decision.allow:
         raise _denied(decision, attempt.receipt)
 
-    _release_pooled_connection()
-    result = get_client().call_tool(server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s)
+    result = await get_client().call_tool(
+        server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s,
+        meta=meta, on_message=on_message,
+    )
+    try:
+        result_digest = digest(result)
+    except (ValueError, RecursionError):
+        raise UpstreamInvalidResult(
+            f"MCP server {snapshot.name!r} returned a result with values that have no JSON form (NaN, Infinity or a lone surrogate)"
+        ) from None
     is_error = bool(result.get("isError"))
-    row = attempt.record(status="success", result_digest=digest(result), is_error=is_error)
+    row = await attempt.record(status="success", result_digest=result_digest, is_error=is_error)
     return InvocationResult(
-        invocation_id=str(row.id), server=snapshot.name, server_id=str(snapshot.id), tool=attempt.tool, result=result,
+        invocation_id=str(row.id), server=snapshot.name, server_id=snapshot.id, tool=attempt.tool, result=result,
         is_error=is_error, latency_ms=round(row.latency_us / 1000, 3), evidence_seq=row.seq, evidence_hash=row.hash,
         receipt=attempt.receipt,
     )
 
 
-def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
+async def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
     """The tools this session may call: its servers (or all enabled ones), filtered by the same
     builtin rules the invoke path applies."""
-    with _database_required("a tool listing"):
-        return _tools_for_session(token=token, run_id=run_id)
-
-
-def _tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
-    from mcp.services.registry import servers_for_session
-
-    claims = session_authenticate(token=token, run_id=run_id)
+    claims = await session_authenticate(token=token, run_id=run_id)
     if policy.builtin_check_scope(session_scopes=claims.scopes) and "mcp:tools" not in claims.scopes:
         raise errors.Forbidden("session lacks scope 'mcp:invoke' or 'mcp:tools'", code="scope_missing")
     listed = []
-    for snapshot in servers_for_session(server_ids=claims.servers):
+    for snapshot, spec in await catalog.servers_of_session(server_ids=claims.servers):
         if not snapshot.enabled:
             continue
         try:
-            tools = server_tools_cached(server=snapshot)
+            tools = await catalog.server_tools(server=snapshot, spec=spec)
         except errors.GatewayError:
             continue  # an unreachable server has no callable tools right now
-        for tool in tools:
-            name = tool.get("name")
-            if not isinstance(name, str):
-                continue
+        for name, tool in tools.items():
             denial = policy.builtin_check_server_and_tool(
-                session_scopes=claims.scopes, session_servers=claims.servers, server_id=str(snapshot.id), server_name=snapshot.name,
+                session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
                 server_scopes=list(snapshot.scopes), tool_allow=list(snapshot.tool_allow), tool_deny=list(snapshot.tool_deny), tool=name,
             )
             if denial is None:
                 listed.append({
-                    "server": snapshot.name, "server_id": str(snapshot.id), "name": name,
+                    "server": snapshot.name, "server_id": snapshot.id, "name": name,
                     "description": tool.get("description", ""), "inputSchema": tool.get("inputSchema", {}),
                 })
     return listed

@@ -1,21 +1,12 @@
-"""The registry of upstream MCP servers: create, update, delete, live health, tool discovery, and
-the hot path's look-up of a server by id or name.
-
-Hot-path caching (`server_spec_get`): each process keeps resolved servers in memory, stamped with
-the registry version, a token in the shared cache that every write replaces. A process re-reads
-that token at most once per `VERSION_CHECK_SECONDS`, so an edit made anywhere is seen by every
-worker within about a second (at once in the process that made it), and the hot path pays
-neither a database query nor, most of the time, a cache round trip. Tool lists are kept the same
-way (`server_tool_index`), for at most `LOCAL_TOOLS_SECONDS`, so a list another process refreshed
-in the shared cache reaches this one within a few seconds.
+"""The registry of upstream MCP servers: create, update, delete, live health and tool discovery
+(the control plane, synchronous). The data plane's cached look-ups of the same servers live in
+`mcp.services.catalog`; every write here ends in `registry_changed`, which tells them.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +21,7 @@ from django.utils import timezone
 from maestro.errors import Conflict, GatewayError, InvalidInput, NotFound
 from mcp.models import McpServer
 from mcp.secrets import decrypt_headers, encrypt_headers
-from mcp.upstream.client import ServerSpec, get_client
+from mcp.upstream.client import ServerSpec, sync_call
 from mcp.upstream.errors import UNREACHABLE_CODES
 
 logger = logging.getLogger("mcp.registry")
@@ -38,9 +29,6 @@ logger = logging.getLogger("mcp.registry")
 WRITABLE = ("name", "url", "description", "scopes", "tags", "enabled", "timeout_ms", "tool_allow", "tool_deny")
 CONFIG_FIELDS = ("auth_headers_encrypted", "auth_header_names", "tools_cache", "tools_fetched_at", "tag_index", "updated_at")
 VERSION_KEY = "mcp:registry:version"
-VERSION_CHECK_SECONDS = 1.0
-LOCAL_TOOLS_SECONDS = 5.0
-LOCAL_MAX_ENTRIES = 10_000
 PROBE_WORKERS = 8
 
 
@@ -142,15 +130,15 @@ def server_set_enabled(*, servers, enabled: bool) -> int:
 def registry_changed(*, server_id) -> None:
     """Every write ends here: drop this process's copies, and tell other processes."""
     local_cache_clear()
-    cache.delete(_tools_key(server_id))
+    cache.delete(tools_key(server_id))
     cache.set(VERSION_KEY, uuid.uuid4().hex, None)
 
 
 def local_cache_clear() -> None:
     """Forget this process's resolved servers (tests call it between cases, too)."""
-    _local.clear()
-    _local_tools.clear()
-    _version_seen[:] = [None, 0.0]
+    from mcp.services import catalog
+
+    catalog.local_cache_clear()
 
 
 def _apply(server: McpServer, data: dict) -> None:
@@ -194,7 +182,7 @@ def server_health_check(*, server: McpServer) -> dict:
     checked_at = timezone.now()
     try:
         spec = server_spec(server)
-        probe = get_client().probe(server=spec, timeout_s=spec.timeout_ms / 1000)
+        probe = sync_call("probe", server=spec, timeout_s=spec.timeout_ms / 1000)
     except GatewayError as exc:
         status = McpServer.Health.UNREACHABLE if exc.code in UNREACHABLE_CODES else McpServer.Health.UNHEALTHY
         fields = {
@@ -223,28 +211,36 @@ def server_tools_list(*, server, refresh: bool = False) -> list[dict]:
     """The server's tools (a model or a snapshot): the stored list while it is fresh, else
     discovered over MCP and stored. A model passed in gets `tools_cache`/`tools_fetched_at` set."""
     model = server if isinstance(server, McpServer) else server_get(ref=str(server.id))
-    ttl = settings.MCP_TOOLS_CACHE_TTL_SECONDS
-    fetched = model.tools_fetched_at
-    if not refresh and model.tools_cache is not None and fetched is not None and fetched > timezone.now() - timedelta(seconds=ttl):
+    if not refresh and model.tools_cache is not None and tools_fresh(model.tools_fetched_at):
         return model.tools_cache
     spec = server_spec(model)
-    tools = get_client().list_tools(server=spec, timeout_s=spec.timeout_ms / 1000)
-    fetched_at = timezone.now()
-    McpServer.objects.filter(pk=model.pk).update(tools_cache=tools, tools_fetched_at=fetched_at)
-    model.tools_cache, model.tools_fetched_at = tools, fetched_at
+    tools = sync_call("list_tools", server=spec, timeout_s=spec.timeout_ms / 1000)
+    model.tools_cache, model.tools_fetched_at = tools, server_tools_store(server_id=model.pk, tools=tools)
     try:
-        cache.set(_tools_key(model.pk), tools, ttl)
+        cache.set(tools_key(model.pk), tools, settings.MCP_TOOLS_CACHE_TTL_SECONDS)
     except Exception:
         logger.warning("shared cache unavailable: tool list stored in the database only", exc_info=True)
-    _local_tools.pop(str(model.pk), None)
+    local_cache_clear()
     return tools
+
+
+def tools_fresh(fetched_at) -> bool:
+    """Whether a stored tool list is recent enough to serve without asking the server again."""
+    return fetched_at is not None and fetched_at > timezone.now() - timedelta(seconds=settings.MCP_TOOLS_CACHE_TTL_SECONDS)
+
+
+def server_tools_store(*, server_id, tools: list[dict]):
+    """Store a freshly discovered tool list on the server; returns when it was fetched."""
+    fetched_at = timezone.now()
+    McpServer.objects.filter(pk=server_id).update(tools_cache=tools, tools_fetched_at=fetched_at)
+    return fetched_at
 
 
 def server_tools_cached(*, server) -> list[dict]:
     """For the hot path: the tool list from the shared cache, else the database, else MCP. When
     discovery fails but an older list exists, the older list is returned (and the failure logged)."""
     try:
-        tools = cache.get(_tools_key(server.id))
+        tools = cache.get(tools_key(server.id))
     except Exception:
         logger.warning("shared cache unavailable: reading the tool list from the database", exc_info=True)
         tools = None
@@ -262,15 +258,17 @@ def server_tools_cached(*, server) -> list[dict]:
 
 def servers_for_session(*, server_ids) -> list[ServerSnapshot]:
     """Snapshots of the servers a session names (ids), or of every server when it names none."""
+    servers = McpServer.objects.order_by("name")
     if server_ids:
-        found = []
-        for server_id in server_ids:
-            try:
-                found.append(server_spec_get(ref=str(server_id))[0])
-            except NotFound:
-                continue  # deleted since the session was opened
-        return found
-    return [_snapshot(server) for server in McpServer.objects.order_by("name")]
+        servers = servers.filter(pk__in=[found for s in server_ids if (found := _uuid_or_none(s))])
+    return [server_snapshot(server) for server in servers]
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
 
 
 def servers_probe_all() -> dict[str, str]:
@@ -299,83 +297,11 @@ def servers_probe(*, servers) -> dict[str, str]:
         return dict(pool.map(probe, servers))
 
 
-# --- hot path ---------------------------------------------------------------------------------
-
-_local: dict[str, tuple[object, ServerSnapshot, ServerSpec]] = {}
-_local_tools: dict[str, tuple[object, float, dict[str, dict]]] = {}  # server id -> (version, read at, name -> tool)
-_version_seen: list = [None, 0.0]  # [token, monotonic time it was read]
-_version_lock = threading.Lock()
-# Striped (not one lock): a slow tools/list of one server must not hold up look-ups of the others.
-_load_locks = [threading.Lock() for _ in range(64)]
-
-
-def _load_lock(key: str) -> threading.Lock:
-    return _load_locks[hash(key) % len(_load_locks)]
-
-
-def server_spec_get(*, ref: str) -> tuple[ServerSnapshot, ServerSpec]:
-    """Resolve a server (UUID or name) for an invocation: no query while the registry is unchanged."""
-    version = _current_version()
-    hit = _local.get(ref)
-    if hit is not None and hit[0] == version:
-        return hit[1], hit[2]
-    # One loader per process: after a start or a registry change, hundreds of threads may miss at
-    # once, and each would otherwise take a database connection for the same row.
-    with _load_lock(ref):
-        hit = _local.get(ref)
-        if hit is not None and hit[0] == version:
-            return hit[1], hit[2]
-        server = server_get(ref=ref)
-        snapshot, spec = _snapshot(server), server_spec(server)
-        if len(_local) >= LOCAL_MAX_ENTRIES:
-            _local.clear()
-        _local[ref] = (version, snapshot, spec)
-    return snapshot, spec
-
-
-def server_tool_index(*, server: ServerSnapshot) -> dict[str, dict]:
-    """The server's tools by name, for the hot path: from this process's memory while the registry
-    is unchanged and the copy is younger than LOCAL_TOOLS_SECONDS, else `server_tools_cached`."""
-    version = _current_version()
-    now = time.monotonic()
-    hit = _local_tools.get(server.id)
-    if hit is not None and hit[0] == version and now - hit[1] < LOCAL_TOOLS_SECONDS:
-        return hit[2]
-    with _load_lock(f"tools:{server.id}"):
-        hit = _local_tools.get(server.id)
-        if hit is not None and hit[0] == version and now - hit[1] < LOCAL_TOOLS_SECONDS:
-            return hit[2]
-        index = {tool.get("name"): tool for tool in server_tools_cached(server=server) if isinstance(tool, dict)}
-        if len(_local_tools) >= LOCAL_MAX_ENTRIES:
-            _local_tools.clear()
-        _local_tools[server.id] = (version, now, index)
-    return index
-
-
-def _snapshot(server: McpServer) -> ServerSnapshot:
+def server_snapshot(server: McpServer) -> ServerSnapshot:
     return ServerSnapshot(
         id=str(server.id), name=server.name, url=server.url, enabled=server.enabled, scopes=tuple(server.scopes),
         tags=tuple(server.tags), tool_allow=tuple(server.tool_allow), tool_deny=tuple(server.tool_deny), timeout_ms=server.timeout_ms,
     )
-
-
-def _current_version():
-    now = time.monotonic()
-    token, read_at = _version_seen
-    if token is not None and now - read_at < VERSION_CHECK_SECONDS:
-        return token
-    with _version_lock:
-        try:
-            token = cache.get(VERSION_KEY)
-            if token is None:
-                token = uuid.uuid4().hex
-                if not cache.add(VERSION_KEY, token, None):
-                    token = cache.get(VERSION_KEY)
-        except Exception:
-            logger.warning("shared cache unavailable: registry look-ups go to the database", exc_info=True)
-            token = object()  # matches nothing: no stale answer while the cache is down
-        _version_seen[:] = [token, now]
-        return token
 
 
 def _ref_lookup(ref: str) -> dict | None:
@@ -388,7 +314,7 @@ def _ref_lookup(ref: str) -> dict | None:
     return {"name": ref} if ref == ref.strip() and ref.isprintable() else None
 
 
-def _tools_key(server_id) -> str:
+def tools_key(server_id) -> str:
     return f"mcp:tools:{server_id}"
 
 

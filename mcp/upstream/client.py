@@ -1,4 +1,6 @@
-"""The gateway's MCP client to upstream servers: one per process, over one pooled HTTP/1.1 client (http11).
+"""The gateway's MCP client to upstream servers: one per event loop (a worker process), over one
+pooled HTTP/1.1 client (http11). Asynchronous only: synchronous callers (the registry's health
+probe and tool discovery, run from Django views, Celery and commands) go through maestro.bridge.
 
 - Negotiation, newest first: `server/discover` at 2026-07-28 (sessionless, per-request `_meta`);
   anything that is not a positive answer falls back to `initialize` (2025-11-25, and whatever older
@@ -15,20 +17,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
-import os
 import secrets
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
 
+from maestro import aredis, bridge
+from maestro.bridge import per_loop
 from maestro.errors import Unavailable
 from mcp.upstream import errors as E
 from mcp.upstream import http11
@@ -79,133 +81,161 @@ class _Session:
 class UpstreamClient:
     def __init__(self, *, http: http11.Http11Pool | None = None):
         # Redirects are never followed (http11): one could carry the auth headers to another host.
-        self._http = http or http11.Http11Pool(max_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS)
+        self._http = http or http11.Http11Pool(max_connections=settings.MCP_UPSTREAM_MAX_CONNECTIONS, resolver=_resolver())
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6)
         self._negotiated: dict[str, tuple[float, Negotiated]] = {}
-        self._locks = [threading.Lock() for _ in range(64)]  # striped: bounded, one per session key
+        self._locks = [asyncio.Lock() for _ in range(64)]  # striped: bounded, one per session key
         self._param_maps: dict[str, dict[str, dict]] = {}  # server id -> tool -> x-mcp-header map
         # Throwaway sessions are DELETEd off the caller's path: an upstream slow to forget a session
         # must not hold a health check or a tool listing past its timeout.
-        self._closer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mcp-upstream-close")
+        self._background: set[asyncio.Task] = set()
 
     # --- the interface ---------------------------------------------------------------------
 
-    def call_tool(self, *, server: ServerSpec, name: str, arguments: dict, session_key: str | None, timeout_s: float) -> dict:
-        """The CallToolResult as the upstream returned it; `isError: true` is a result, not an error."""
+    async def call_tool(
+        self, *, server: ServerSpec, name: str, arguments: dict, session_key: str | None, timeout_s: float,
+        meta: dict | None = None, on_message: wire.OnMessage | None = None,
+    ) -> dict:
+        """The CallToolResult as the upstream returned it; `isError: true` is a result, not an error.
+        `meta` goes into `params._meta` (a progress token, a traceparent); `on_message` receives
+        the upstream's notifications (progress) streamed before the answer."""
         deadline = time.monotonic() + timeout_s
+        params = {"name": name, "arguments": arguments}
+        if meta:
+            params["_meta"] = dict(meta)
 
-        def run(nego: Negotiated, session: _Session) -> dict:
-            params = {"name": name, "arguments": arguments}
+        async def run(nego: Negotiated, session: _Session) -> dict:
             try:
-                return self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments)
+                return await self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments, on_message=on_message)
             except E.UpstreamJsonRpcError as exc:
                 if not (nego.modern and exc.upstream_code == P.HEADER_MISMATCH):
                     raise
             # The tool mirrors arguments into Mcp-Param headers this process has not learned yet.
-            self._learn_param_maps(server, self._list_all(server, nego, session, deadline))
-            return self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments)
+            # (A header mismatch is refused before the tool runs, so this is not a second call.)
+            self._learn_param_maps(server, await self._list_all(server, nego, session, deadline, "tools/list", "tools"))
+            return await self._request(server, nego, session, "tools/call", params, deadline, name=name, arguments=arguments, on_message=on_message)
 
-        return self._run(server, session_key, deadline, run)
+        return await self._run(server, session_key, deadline, run)
 
-    def list_tools(self, *, server: ServerSpec, timeout_s: float) -> list[dict]:
-        """Every tool, following `nextCursor` until the server says there are no more."""
+    async def request(
+        self, *, server: ServerSpec, method: str, params: dict, session_key: str | None, timeout_s: float,
+        name: str | None = None, on_message: wire.OnMessage | None = None,
+    ) -> dict:
+        """Any other request (resources/read, prompts/get, ...) in the session of `session_key`."""
         deadline = time.monotonic() + timeout_s
 
-        def run(nego: Negotiated, session: _Session) -> list[dict]:
-            tools = self._list_all(server, nego, session, deadline)
-            self._learn_param_maps(server, tools)
-            return tools
+        async def run(nego: Negotiated, session: _Session) -> dict:
+            return await self._request(server, nego, session, method, params, deadline, name=name, on_message=on_message)
 
-        return self._run(server, None, deadline, run)
+        return await self._run(server, session_key, deadline, run)
 
-    def probe(self, *, server: ServerSpec, timeout_s: float) -> ProbeResult:
+    async def list_tools(self, *, server: ServerSpec, timeout_s: float) -> list[dict]:
+        """Every tool, following `nextCursor` until the server says there are no more."""
+        tools = await self.list_all(server=server, method="tools/list", key="tools", timeout_s=timeout_s)
+        self._learn_param_maps(server, tools)
+        return tools
+
+    async def list_all(self, *, server: ServerSpec, method: str, key: str, timeout_s: float) -> list[dict]:
+        """Every item of a paginated list (tools/list, resources/list, prompts/list, ...)."""
+        deadline = time.monotonic() + timeout_s
+
+        async def run(nego: Negotiated, session: _Session) -> list[dict]:
+            return await self._list_all(server, nego, session, deadline, method, key)
+
+        return await self._run(server, None, deadline, run)
+
+    async def probe(self, *, server: ServerSpec, timeout_s: float) -> ProbeResult:
         """A live handshake, never answered from a cache; it refreshes the cached negotiation."""
         deadline = time.monotonic() + timeout_s
         started = time.perf_counter()
-        nego, session, server_info = self._handshake(server, deadline)
+        nego, session, server_info = await self._handshake(server, deadline)
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        self._remember(server, nego)
+        await self._remember(server, nego)
         if session is not None:
             self._delete_soon(server, session)
         return ProbeResult(protocol_version=nego.version, server_info=server_info, latency_ms=latency_ms)
 
-    def close_session(self, *, server: ServerSpec, session_key: str) -> None:
+    async def close_session(self, *, server: ServerSpec, session_key: str) -> None:
         """End the upstream session of one Maestro session (DELETE), if it has one. Best-effort."""
         key = self._session_key(server, session_key)
-        entry = self._cache("get", key)
+        entry = await self._cache("get", key)
         if not entry:
             return
-        self._cache("delete", key)
-        self._delete(server, _Session(**entry))
+        await self._cache("delete", key)
+        await self._delete(server, _Session(**entry))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Finish pending session DELETEs, then close the pool (tests; a process exit does this)."""
-        self._closer.shutdown(wait=True)
-        self._http.close()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._http.close()
 
     # --- orchestration ---------------------------------------------------------------------
 
-    def _run(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], T]) -> T:
+    async def _run(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], Awaitable[T]]) -> T:
         try:
-            return self._with_session(server, session_key, deadline, fn)
+            return await self._with_session(server, session_key, deadline, fn)
         except E.UpstreamJsonRpcError as exc:
             if exc.upstream_code != P.UNSUPPORTED_PROTOCOL_VERSION:
                 raise
         # The server no longer speaks the revision we negotiated (it was redeployed): once more.
-        self._forget(server)
-        return self._with_session(server, session_key, deadline, fn)
+        # (It refused the request's revision before running anything.)
+        await self._forget(server)
+        return await self._with_session(server, session_key, deadline, fn)
 
-    def _with_session(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], T]) -> T:
-        nego, fresh = self._negotiation(server, deadline)
+    async def _with_session(self, server: ServerSpec, session_key: str | None, deadline: float, fn: Callable[[Negotiated, _Session], Awaitable[T]]) -> T:
+        nego, fresh = await self._negotiation(server, deadline)
         if not nego.sessions:
-            return fn(nego, fresh or _Session(None, nego.version))
+            return await fn(nego, fresh or _Session(None, nego.version))
         if session_key is None:
-            session = fresh or self._initialize(server, deadline)[1]
+            session = fresh or (await self._initialize(server, deadline))[1]
             try:
-                return fn(nego, session)
+                return await fn(nego, session)
             except E.SessionGone:
                 raise E.UpstreamSessionLost(f"MCP server {server.name!r} dropped a new MCP session at once") from None
             finally:
                 self._delete_soon(server, session)
-        session = self._session_get(server, session_key, fresh, deadline)
+        session = await self._session_get(server, session_key, fresh, deadline)
         try:
-            return fn(nego, session)
+            return await fn(nego, session)
         except E.SessionGone:
+            # A 404 for an unknown session: the request was refused unprocessed, so it may go again.
             logger.info("upstream MCP session expired; re-initializing", extra={"server": server.name})
-        session = self._session_renew(server, session_key, session, deadline)
+        session = await self._session_renew(server, session_key, session, deadline)
         try:
-            return fn(nego, session)
+            return await fn(nego, session)
         except E.SessionGone:
             raise E.UpstreamSessionLost(f"MCP server {server.name!r} dropped the MCP session again right after it was re-initialized") from None
 
-    def _list_all(self, server: ServerSpec, nego: Negotiated, session: _Session, deadline: float) -> list[dict]:
-        tools: list[dict] = []
+    async def _list_all(self, server: ServerSpec, nego: Negotiated, session: _Session, deadline: float, method: str, key: str) -> list[dict]:
+        items: list[dict] = []
         cursor, seen = None, set()
         for _ in range(MAX_TOOL_PAGES):
-            result = self._request(server, nego, session, "tools/list", {"cursor": cursor} if cursor else {}, deadline)
-            page = result.get("tools")
-            if not isinstance(page, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in page):
-                raise E.UpstreamNotMcp(f"MCP server {server.name!r} answered tools/list without a valid tools array")
-            tools.extend(page)
+            result = await self._request(server, nego, session, method, {"cursor": cursor} if cursor else {}, deadline)
+            page = result.get(key)
+            named = "uri" if key == "resources" else "uriTemplate" if key == "resourceTemplates" else "name"
+            if not isinstance(page, list) or not all(isinstance(t, dict) and isinstance(t.get(named), str) for t in page):
+                raise E.UpstreamNotMcp(f"MCP server {server.name!r} answered {method} without a valid {key} array")
+            items.extend(page)
             cursor = result.get("nextCursor")
             if cursor is None or cursor == "":
-                return tools
+                return items
             if not isinstance(cursor, str) or cursor in seen:
-                raise E.UpstreamNotMcp(f"MCP server {server.name!r} returned a tools/list cursor that repeats")
+                raise E.UpstreamNotMcp(f"MCP server {server.name!r} returned a {method} cursor that repeats")
             seen.add(cursor)
-        raise E.UpstreamNotMcp(f"MCP server {server.name!r} paginated tools/list past {MAX_TOOL_PAGES} pages")
+        raise E.UpstreamNotMcp(f"MCP server {server.name!r} paginated {method} past {MAX_TOOL_PAGES} pages")
 
     # --- negotiation -----------------------------------------------------------------------
 
-    def _negotiation(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None]:
+    async def _negotiation(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None]:
         """The cached outcome, or a handshake now. A session opened by that handshake is returned
         so the caller can use it instead of opening another one."""
         key = _url_key(server.url)
         hit = self._negotiated.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1], None
-        shared = self._cache("get", f"mcp:upstream:nego:{key}")
+        shared = await self._cache("get", f"mcp:upstream:nego:{key}")
         if isinstance(shared, dict):
             try:
                 nego = Negotiated(**shared)
@@ -214,24 +244,24 @@ class UpstreamClient:
             if nego is not None:
                 self._negotiated[key] = (time.monotonic() + NEGOTIATION_LOCAL_TTL, nego)
                 return nego, None
-        nego, session, _ = self._handshake(server, deadline)
-        self._remember(server, nego)
+        nego, session, _ = await self._handshake(server, deadline)
+        await self._remember(server, nego)
         return nego, session
 
-    def _remember(self, server: ServerSpec, nego: Negotiated) -> None:
+    async def _remember(self, server: ServerSpec, nego: Negotiated) -> None:
         key = _url_key(server.url)
         self._negotiated[key] = (time.monotonic() + NEGOTIATION_LOCAL_TTL, nego)
-        self._cache("set", f"mcp:upstream:nego:{key}", asdict(nego), NEGOTIATION_SHARED_TTL)
+        await self._cache("set", f"mcp:upstream:nego:{key}", asdict(nego), NEGOTIATION_SHARED_TTL)
 
-    def _forget(self, server: ServerSpec) -> None:
+    async def _forget(self, server: ServerSpec) -> None:
         key = _url_key(server.url)
         self._negotiated.pop(key, None)
-        self._cache("delete", f"mcp:upstream:nego:{key}")
+        await self._cache("delete", f"mcp:upstream:nego:{key}")
 
-    def _handshake(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None, dict]:
+    async def _handshake(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session | None, dict]:
         modern = Negotiated(P.MODERN_VERSION, modern=True, sessions=False)
         try:
-            result = self._request(server, modern, _Session(None, P.MODERN_VERSION), "server/discover", {}, deadline)
+            result = await self._request(server, modern, _Session(None, P.MODERN_VERSION), "server/discover", {}, deadline)
         except E.UpstreamJsonRpcError as exc:
             supported = exc.upstream_data.get("supported") if isinstance(exc.upstream_data, dict) else None
             if exc.upstream_code == P.UNSUPPORTED_PROTOCOL_VERSION and isinstance(supported, list):
@@ -246,13 +276,13 @@ class UpstreamClient:
             if isinstance(versions, list) and P.MODERN_VERSION in versions:
                 info = (result.get("_meta") or {}).get(P.META_SERVER_INFO)
                 return modern, None, info if isinstance(info, dict) else {}
-        return self._initialize(server, deadline)
+        return await self._initialize(server, deadline)
 
-    def _initialize(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session, dict]:
+    async def _initialize(self, server: ServerSpec, deadline: float) -> tuple[Negotiated, _Session, dict]:
         params = {"protocolVersion": P.HANDSHAKE_VERSIONS[0], "capabilities": P.CLIENT_CAPABILITIES, "clientInfo": P.CLIENT_INFO}
         message = {"jsonrpc": "2.0", "id": self._next_id(), "method": "initialize", "params": params}
         headers = {**server.headers, "Accept": P.ACCEPT, "Content-Type": "application/json"}
-        reply = wire.post(self._http, url=server.url, headers=headers, message=message, deadline=deadline, max_bytes=server.max_response_bytes, label=server.name)
+        reply = await wire.post(self._http, url=server.url, headers=headers, message=message, deadline=deadline, max_bytes=server.max_response_bytes, label=server.name)
         result = reply.result or {}
         version = result.get("protocolVersion")
         if version not in P.HANDSHAKE_VERSIONS:
@@ -263,7 +293,7 @@ class UpstreamClient:
             raise E.UpstreamNotMcp(f"MCP server {server.name!r} issued a malformed Mcp-Session-Id")
         session = _Session(sid, version)
         try:
-            self._post(server, session, {"jsonrpc": "2.0", "method": "notifications/initialized"}, deadline, legacy=True)
+            await self._post(server, session, {"jsonrpc": "2.0", "method": "notifications/initialized"}, deadline, legacy=True)
         except (E.UpstreamHttpError, E.UpstreamJsonRpcError, E.UpstreamNotMcp, E.SessionGone):
             # The handshake already succeeded; a server that will not take the notification shows
             # whether it works on the next request, and that one's failure says why.
@@ -273,10 +303,13 @@ class UpstreamClient:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _request(self, server: ServerSpec, nego: Negotiated, session: _Session, method: str, params: dict, deadline: float, *, name: str | None = None, arguments: dict | None = None) -> dict:
+    async def _request(
+        self, server: ServerSpec, nego: Negotiated, session: _Session, method: str, params: dict, deadline: float, *,
+        name: str | None = None, arguments: dict | None = None, on_message: wire.OnMessage | None = None,
+    ) -> dict:
         message = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params}
         if not nego.modern:
-            return self._post(server, session, message, deadline, legacy=True).result
+            return (await self._post(server, session, message, deadline, legacy=True, on_message=on_message)).result
         message["params"] = P.modern_meta(params)
         headers = {P.H_METHOD: method}
         if name is not None:
@@ -284,32 +317,34 @@ class UpstreamClient:
             header_map = self._param_maps.get(server.id, {}).get(name)
             if header_map and arguments:
                 headers.update(P.param_headers(header_map, arguments))
-        return self._post(server, _Session(None, P.MODERN_VERSION), message, deadline, legacy=False, extra=headers).result
+        return (await self._post(server, _Session(None, P.MODERN_VERSION), message, deadline, legacy=False, extra=headers, on_message=on_message)).result
 
-    def _post(self, server: ServerSpec, session: _Session, message: dict, deadline: float, *, legacy: bool, extra: dict | None = None) -> wire.Reply:
+    async def _post(
+        self, server: ServerSpec, session: _Session, message: dict, deadline: float, *, legacy: bool, extra: dict | None = None,
+        on_message: wire.OnMessage | None = None,
+    ) -> wire.Reply:
         headers = {**server.headers, "Accept": P.ACCEPT, "Content-Type": "application/json", P.H_PROTOCOL_VERSION: session.version}
         if legacy and session.sid:
             headers[P.H_SESSION_ID] = session.sid
         if extra:
             headers.update(extra)
-        return wire.post(
+        return await wire.post(
             self._http, url=server.url, headers=headers, message=message, deadline=deadline,
-            max_bytes=server.max_response_bytes, label=server.name, sent_session=bool(legacy and session.sid),
+            max_bytes=server.max_response_bytes, label=server.name, sent_session=bool(legacy and session.sid), on_message=on_message,
         )
 
-    def _delete(self, server: ServerSpec, session: _Session) -> None:
+    async def _delete(self, server: ServerSpec, session: _Session) -> None:
         if not session.sid:
             return
         headers = {**server.headers, P.H_SESSION_ID: session.sid, P.H_PROTOCOL_VERSION: session.version}
         timeout = min(SESSION_DELETE_TIMEOUT_S, server.timeout_ms / 1000)
-        wire.delete(self._http, url=server.url, headers=headers, timeout_s=timeout)
+        await wire.delete(self._http, url=server.url, headers=headers, timeout_s=timeout)
 
     def _delete_soon(self, server: ServerSpec, session: _Session) -> None:
         if session.sid:
-            try:
-                self._closer.submit(self._delete, server, session)
-            except RuntimeError:  # shutting down: the upstream's idle timeout will end the session
-                pass
+            task = asyncio.get_running_loop().create_task(self._delete(server, session))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids)}"
@@ -327,19 +362,19 @@ class UpstreamClient:
     def _session_ttl(self) -> int:
         return int(getattr(settings, "SESSION_TTL_SECONDS", 3600)) + 300
 
-    def _session_get(self, server: ServerSpec, session_key: str, fresh: _Session | None, deadline: float) -> _Session:
+    async def _session_get(self, server: ServerSpec, session_key: str, fresh: _Session | None, deadline: float) -> _Session:
         key = self._session_key(server, session_key)
-        entry = self._shared("get", key)
+        entry = await self._shared("get", key)
         if not entry:
-            with self._locks[hash(key) % len(self._locks)]:
-                entry = self._shared("get", key)
+            async with self._locks[hash(key) % len(self._locks)]:
+                entry = await self._shared("get", key)
                 if not entry:
-                    session = fresh or self._initialize(server, deadline)[1]
-                    if not session.sid or self._shared("add", key, asdict(session), self._session_ttl()):
+                    session = fresh or (await self._initialize(server, deadline))[1]
+                    if not session.sid or await self._shared("add", key, asdict(session), self._session_ttl()):
                         return session
-                    entry = self._shared("get", key)  # another worker won the race: use theirs
+                    entry = await self._shared("get", key)  # another worker won the race: use theirs
                     if not entry:
-                        self._shared("set", key, asdict(session), self._session_ttl())
+                        await self._shared("set", key, asdict(session), self._session_ttl())
                         return session
                     self._delete_soon(server, session)
                     return _Session(**entry)
@@ -347,53 +382,64 @@ class UpstreamClient:
             self._delete_soon(server, fresh)
         return _Session(**entry)
 
-    def _session_renew(self, server: ServerSpec, session_key: str, stale: _Session, deadline: float) -> _Session:
+    async def _session_renew(self, server: ServerSpec, session_key: str, stale: _Session, deadline: float) -> _Session:
         key = self._session_key(server, session_key)
-        with self._locks[hash(key) % len(self._locks)]:
-            entry = self._shared("get", key)
+        async with self._locks[hash(key) % len(self._locks)]:
+            entry = await self._shared("get", key)
             if entry and entry.get("sid") != stale.sid:
-                return _Session(**entry)  # another thread or worker already renewed it
-            _, session, _ = self._initialize(server, deadline)
+                return _Session(**entry)  # another call or worker already renewed it
+            _, session, _ = await self._initialize(server, deadline)
             if session.sid:
-                self._shared("set", key, asdict(session), self._session_ttl())
+                await self._shared("set", key, asdict(session), self._session_ttl())
             else:
-                self._shared("delete", key)
+                await self._shared("delete", key)
             return session
 
-    def _shared(self, op: str, *args):
+    async def _shared(self, op: str, *args):
         """The session store must work: without it, every call would open a new upstream session."""
         try:
-            return getattr(cache, op)(*args)
-        except Exception:
-            logger.warning("shared cache unavailable for upstream MCP sessions", exc_info=True)
-            raise Unavailable("the shared cache is unavailable, so upstream MCP sessions cannot be kept") from None
+            return await _CACHE_OPS[op](*args)
+        except aredis.CacheUnavailable:
+            logger.warning("shared cache unavailable for upstream MCP sessions")
+            raise Unavailable("the shared cache is unavailable, so upstream MCP sessions cannot be kept", code="cache_unavailable") from None
 
-    def _cache(self, op: str, *args):
+    async def _cache(self, op: str, *args):
         """Negotiation results are an optimisation: a cache failure only costs a handshake."""
         try:
-            return getattr(cache, op)(*args)
-        except Exception:
-            logger.warning("shared cache unavailable for upstream negotiation", exc_info=True)
+            return await _CACHE_OPS[op](*args)
+        except aredis.CacheUnavailable:
+            logger.warning("shared cache unavailable for upstream negotiation")
             return None
+
+
+_CACHE_OPS = {"get": aredis.cache_get, "set": aredis.cache_set, "add": aredis.cache_add, "delete": aredis.cache_delete}
+
+
+def _resolver():
+    """The destination policy's resolver when the registry defines one (SSRF guard), else the
+    system's: every connection goes to an address the policy accepted after DNS resolution."""
+    try:
+        from mcp.upstream.destinations import aresolve_checked
+    except ImportError:
+        return None
+    return aresolve_checked
 
 
 def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:32]
 
 
-_client: UpstreamClient | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
+# The client of the running event loop: connections belong to the loop that opened them (and a
+# forked worker starts its own loop, so it never shares a parent's connections).
+get_client = per_loop(UpstreamClient)
 
 
-def get_client() -> UpstreamClient:
-    """The process's client. Re-created after a fork: a connection pool must not be shared
-    between processes (a server may import the app before forking its workers)."""
-    global _client, _client_pid
-    client = _client
-    if client is not None and _client_pid == os.getpid():
-        return client
-    with _client_lock:
-        if _client is None or _client_pid != os.getpid():
-            _client, _client_pid = UpstreamClient(), os.getpid()
-        return _client
+def sync_call(method: str, **kwargs):
+    """The bridge for synchronous callers (the registry's probe and tool discovery, run from views,
+    Celery and commands): `get_client().<method>(**kwargs)` on the data plane's loop, waited for.
+    Each method bounds itself with its own deadline."""
+
+    async def call():
+        return await getattr(get_client(), method)(**kwargs)
+
+    return bridge.run(call())

@@ -2,18 +2,26 @@
 or as an SSE stream, and turn everything that can go wrong into a typed error.
 
 Budgets: the whole exchange must finish by `deadline` (a `time.monotonic()` value) and read at
-most `max_bytes`. Socket timeouts are per operation, so the deadline is also checked before every
-read (an SSE stream of keep-alives would otherwise never time out); a declared Content-Length
-over the cap is refused before any of the body is read.
+most `max_bytes`. Every read waits at most until the deadline (an SSE stream of keep-alives cannot
+hold a call past it); a declared Content-Length over the cap is refused before any of the body is
+read.
+
+Error messages name the server and what went wrong, never what the upstream's body said: a
+registered URL may point somewhere that is not an MCP server, and its answer must not leak back
+through a health probe's stored error (the JSON-RPC error text of a real MCP server travels only in
+`details.upstream_message`).
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
 import json
+import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
 
 from maestro.logs import scrub_text
@@ -28,7 +36,11 @@ EXCERPT_CHARS = 60
 @dataclass(frozen=True)
 class Reply:
     result: dict | None  # None for an accepted notification (202)
-    headers: Message  # case-insensitive .get()
+    headers: http11.Headers  # case-insensitive .get()
+
+
+# Called with every message of an SSE answer that is not the answer itself (progress, logging).
+OnMessage = Callable[[dict], Any]
 
 
 def excerpt(raw: bytes | str) -> str:
@@ -46,7 +58,7 @@ def remaining(deadline: float, label: str) -> float:
     return left
 
 
-def post(
+async def post(
     http: http11.Http11Pool,
     *,
     url: str,
@@ -56,23 +68,27 @@ def post(
     max_bytes: int,
     label: str,
     sent_session: bool = False,
+    on_message: OnMessage | None = None,
 ) -> Reply:
     """POST one JSON-RPC request (or notification, when it has no id) and return its result."""
-    left = remaining(deadline, label)
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    remaining(deadline, label)
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     try:
-        with http.stream("POST", url, content=body, headers=headers, deadline=time.monotonic() + left) as response:
-            return _read(response, request_id=message.get("id"), deadline=deadline, max_bytes=max_bytes, label=label, sent_session=sent_session)
+        async with http.stream("POST", url, content=body, headers=headers, deadline=deadline) as response:
+            return await _read(
+                response, request_id=message.get("id"), deadline=deadline, max_bytes=max_bytes, label=label,
+                sent_session=sent_session, on_message=on_message,
+            )
     except http11.TransportError as exc:
         raise transport_error(exc, label) from None
 
 
-def delete(http: http11.Http11Pool, *, url: str, headers: dict[str, str], timeout_s: float) -> int | None:
+async def delete(http: http11.Http11Pool, *, url: str, headers: dict[str, str], timeout_s: float) -> int | None:
     """DELETE an upstream session; best-effort (the upstream forgets idle sessions anyway)."""
     try:
-        with http.stream("DELETE", url, headers=headers, deadline=time.monotonic() + timeout_s) as response:
+        async with http.stream("DELETE", url, headers=headers, deadline=time.monotonic() + timeout_s) as response:
             return response.status_code  # the body, if any, is not read: nothing in it matters
-    except http11.TransportError:
+    except (http11.TransportError, ValueError):
         return None
 
 
@@ -112,22 +128,28 @@ def _tls_reason(exc: BaseException) -> str:
 
 
 def _connect_reason(exc: BaseException) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name does not resolve"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable"
     text = " ".join(str(e) for e in _causes(exc)).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+    if "name resolution" in text or "name or service not known" in text:
         return "host name does not resolve"
-    if "unreachable" in text:
-        return "network unreachable"
     return "connection failed"
 
 
-def _read(response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str, sent_session: bool) -> Reply:
+async def _read(
+    response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str, sent_session: bool,
+    on_message: OnMessage | None,
+) -> Reply:
     status = response.status_code
     if status >= 300:
-        raise _status_error(response, deadline=deadline, label=label, sent_session=sent_session)
+        raise await _status_error(response, deadline=deadline, label=label, sent_session=sent_session)
     if request_id is None:  # a notification: read the (empty) body so the connection can be reused
-        _read_capped(response, deadline=deadline, max_bytes=ERROR_BODY_LIMIT, label=label, truncate=True)
+        await _read_capped(response, deadline=deadline, max_bytes=ERROR_BODY_LIMIT, label=label, truncate=True)
         return Reply(result=None, headers=response.headers)
     if status == 202 or status == 204:
         raise E.UpstreamNotMcp(f"MCP server {label!r} accepted a request without answering it (HTTP {status})")
@@ -136,20 +158,20 @@ def _read(response: http11.Response, *, request_id, deadline: float, max_bytes: 
         raise E.UpstreamTooLarge(f"MCP server {label!r} answered {int(declared)} bytes, over the limit of {max_bytes}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "text/event-stream":
-        message = _read_sse(response, request_id=request_id, deadline=deadline, max_bytes=max_bytes, label=label)
+        message = await _read_sse(response, request_id=request_id, deadline=deadline, max_bytes=max_bytes, label=label, on_message=on_message)
     elif content_type == "application/json" or content_type.endswith("+json"):
-        raw = _read_capped(response, deadline=deadline, max_bytes=max_bytes, label=label)
+        raw = await _read_capped(response, deadline=deadline, max_bytes=max_bytes, label=label)
         message = _parse_json(raw, label)
     else:
-        raw = _read_capped(response, deadline=deadline, max_bytes=min(max_bytes, ERROR_BODY_LIMIT), label=label, truncate=True)
-        shown = content_type or "no content type"
-        raise E.UpstreamNotMcp(f"MCP server {label!r} answered {shown}, not MCP (body starts with {excerpt(raw)!r})")
+        await _read_capped(response, deadline=deadline, max_bytes=min(max_bytes, ERROR_BODY_LIMIT), label=label, truncate=True)
+        shown = excerpt(content_type) if content_type else "no content type"
+        raise E.UpstreamNotMcp(f"MCP server {label!r} answered {shown}, not MCP")
     return Reply(result=_result_of(message, request_id, label), headers=response.headers)
 
 
-def _read_capped(response: http11.Response, *, deadline: float, max_bytes: int, label: str, truncate: bool = False) -> bytes:
+async def _read_capped(response: http11.Response, *, deadline: float, max_bytes: int, label: str, truncate: bool = False) -> bytes:
     chunks, size = [], 0
-    for chunk in response.iter_bytes():
+    async for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
             if truncate:
@@ -165,16 +187,16 @@ def _parse_json(raw: bytes, label: str) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):
-        raise E.UpstreamNotMcp(f"MCP server {label!r} answered invalid JSON (body starts with {excerpt(raw)!r})") from None
+        raise E.UpstreamNotMcp(f"MCP server {label!r} answered invalid JSON") from None
 
 
-def _read_sse(response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str) -> Any:
-    """Read events until the answer to `request_id` arrives. Notifications and server-to-client
-    requests on the same stream (progress, logging) are skipped: the gateway does not relay them."""
+async def _read_sse(response: http11.Response, *, request_id, deadline: float, max_bytes: int, label: str, on_message: OnMessage | None) -> Any:
+    """Read events until the answer to `request_id` arrives. Other messages on the same stream
+    (progress and logging notifications, server-to-client requests) go to `on_message`, if given."""
     size = 0
     buffer = bytearray()
     data: list[bytes] = []
-    for chunk in response.iter_bytes():
+    async for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
             raise E.UpstreamTooLarge(f"MCP server {label!r} streamed more than the limit of {max_bytes} bytes")
@@ -201,12 +223,16 @@ def _read_sse(response: http11.Response, *, request_id, deadline: float, max_byt
                 return message
             if isinstance(message, dict) and ("result" in message or "error" in message) and message.get("id") is None and "error" in message:
                 return message  # an error the server could not tie to a request is still our answer
+            if on_message is not None and isinstance(message, dict) and "method" in message:
+                outcome = on_message(message)
+                if inspect.isawaitable(outcome):
+                    await outcome
     raise E.UpstreamNotMcp(f"MCP server {label!r} ended its event stream without answering")
 
 
 def _result_of(message: Any, request_id, label: str) -> dict:
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-        raise E.UpstreamNotMcp(f"MCP server {label!r} answered JSON that is not JSON-RPC 2.0 (starts with {excerpt(json.dumps(message))!r})")
+        raise E.UpstreamNotMcp(f"MCP server {label!r} answered JSON that is not JSON-RPC 2.0")
     if "error" in message:
         raise jsonrpc_error(message.get("error"), label)
     if message.get("id") != request_id:
@@ -220,20 +246,20 @@ def _result_of(message: Any, request_id, label: str) -> dict:
 def jsonrpc_error(error: Any, label: str) -> Exception:
     if not isinstance(error, dict):
         return E.UpstreamNotMcp(f"MCP server {label!r} answered a malformed JSON-RPC error")
-    code = error.get("code") if isinstance(error.get("code"), int) else None
+    code = error.get("code") if isinstance(error.get("code"), int) and not isinstance(error.get("code"), bool) else None
     text = excerpt(str(error.get("message", "")))
     return E.UpstreamJsonRpcError(
-        f"MCP server {label!r} answered JSON-RPC error {code}: {text}",
+        f"MCP server {label!r} answered JSON-RPC error {code}",
         upstream_code=code,
         upstream_message=text,
         upstream_data=error.get("data"),
     )
 
 
-def _status_error(response: http11.Response, *, deadline: float, label: str, sent_session: bool) -> Exception:
+async def _status_error(response: http11.Response, *, deadline: float, label: str, sent_session: bool) -> Exception:
     status = response.status_code
     try:
-        raw = _read_capped(response, deadline=deadline, max_bytes=ERROR_BODY_LIMIT, label=label, truncate=True)
+        raw = await _read_capped(response, deadline=deadline, max_bytes=ERROR_BODY_LIMIT, label=label, truncate=True)
     except E.UpstreamTimedOut:
         raw = b""
     error = None
@@ -251,4 +277,4 @@ def _status_error(response: http11.Response, *, deadline: float, label: str, sen
         return jsonrpc_error(error, label)
     if 300 <= status < 400:
         return E.UpstreamHttpError(f"MCP server {label!r} answered a redirect (HTTP {status}), which the gateway does not follow")
-    return E.UpstreamHttpError(f"MCP server {label!r} answered HTTP {status} {response.reason_phrase}".rstrip())
+    return E.UpstreamHttpError(f"MCP server {label!r} answered HTTP {status}")

@@ -111,21 +111,21 @@ def rpc_error(fn, *args, **kwargs) -> grpc.RpcError:
 def gateway(transactional_db):
     """Start in-process gateway servers: gateway(max_in_flight=.., default_deadline_ms=..) -> Client.
 
-    The server's pool threads open their own database connections. With CONN_MAX_AGE=0 the
-    interceptor's end-of-call close_old_connections() closes them, as Django does after a
-    request, so none is left open on the test database when the test run drops it.
+    The servers run on the bridge's event loop (grpc.aio), the loop the data plane's pools and
+    clients of this test process live on, as in a run_grpc worker.
     """
-    from django.db import connections
-
+    from maestro import bridge
     from mcp.grpc.server import build_server
 
-    database = connections.settings["default"]
-    saved_max_age, database["CONN_MAX_AGE"] = database.get("CONN_MAX_AGE", 0), 0
     started = []
 
     def start(*, max_in_flight: int = 8, default_deadline_ms: int = 30_000) -> Client:
-        server = build_server(bind="127.0.0.1:0", max_in_flight=max_in_flight, default_deadline_ms=default_deadline_ms)
-        server.server.start()
+        async def make():
+            server = build_server(bind="127.0.0.1:0", max_in_flight=max_in_flight, default_deadline_ms=default_deadline_ms)
+            await server.start()
+            return server
+
+        server = bridge.run(make())
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         started.append((server, channel))
         return Client(channel)
@@ -133,8 +133,7 @@ def gateway(transactional_db):
     yield start
     for server, channel in started:
         channel.close()
-        server.drain(0)
-    database["CONN_MAX_AGE"] = saved_max_age
+        bridge.run(server.drain(0))
 
 
 class GrpcProcess:

@@ -48,7 +48,8 @@ def test_the_client_deadline_bounds_the_upstream_call(gateway, operator, registe
     assert wait_until(lambda: echo_succeeds(client, run_id, registered["name"]), timeout=2.0)
     assert time.monotonic() - started < 3.0
     timed_out = Invocation.objects.get(run_id=run_id, tool="sleep")
-    assert timed_out.status == "error" and timed_out.error_code in ("upstream_timeout", "deadline_exceeded")
+    # (the gateway's timeout and the client's deadline fire together: whichever ends the call names it)
+    assert timed_out.status == "error" and timed_out.error_code in ("upstream_timeout", "deadline_exceeded", "cancelled")
 
 
 def test_without_a_deadline_the_server_default_applies(gateway, operator, registered, run_id):

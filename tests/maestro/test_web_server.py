@@ -1,4 +1,5 @@
-"""The web server as deployed (python -m maestro.web): idle keep-alive clients never starve new ones."""
+"""The web server as deployed (python -m maestro.web): idle keep-alive clients never starve new ones,
+and Django never sees the process environment."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ def test_idle_keep_alive_connections_do_not_starve_a_new_client():
                 client.close()
 
 
-def test_requests_never_see_the_process_environment(tmp_path):
-    # Granian puts os.environ into every WSGI environ; the gateway must strip it before Django.
-    from maestro import wsgi
+def test_requests_never_see_the_process_environment(monkeypatch):
+    # The control plane's WSGI environ is built from the request alone (a2wsgi, behind the data
+    # plane): nothing of os.environ (SESSION_SECRET, DATABASE_URL, ...) reaches Django's META.
+    from a2wsgi import WSGIMiddleware
 
+    from mcp.dataplane.app import DataPlane
+    from tests.support.gateway import GatewayClient
+
+    monkeypatch.setenv("SESSION_SECRET", "leak-" + "x" * 40)
     seen = {}
 
     def capture(environ, start_response):
@@ -34,8 +40,6 @@ def test_requests_never_see_the_process_environment(tmp_path):
         start_response("204 No Content", [])
         return []
 
-    app = wsgi._without_process_environment(capture)
-    secret_name = next(iter(wsgi._PROCESS_ONLY))
-    app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_HOST": "x", secret_name: "leak", "SESSION_SECRET": "leak"}, lambda *a: None)
-    assert secret_name not in seen and "SESSION_SECRET" not in seen
-    assert seen["REQUEST_METHOD"] == "GET" and seen["HTTP_HOST"] == "x"
+    GatewayClient(app=DataPlane(WSGIMiddleware(capture))).get("/admin/", headers={"x-probe": "1"})
+    assert seen["REQUEST_METHOD"] == "GET" and seen["HTTP_X_PROBE"] == "1"
+    assert "SESSION_SECRET" not in seen and "DATABASE_URL" not in seen and "PATH" not in seen

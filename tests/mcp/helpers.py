@@ -50,3 +50,28 @@ def register(api, *, name: str, url: str, **fields) -> dict:
 
 def text_of(result: dict) -> str:
     return "".join(block.get("text", "") for block in result.get("content", []) if block.get("type") == "text")
+
+
+class SyncClient:
+    """An UpstreamClient (asynchronous) driven from a test's thread: each coroutine method runs on
+    the bridge's loop and is waited for. A fresh one has fresh process-local state, like a new
+    worker's; the shared cache is the real one."""
+
+    def __init__(self):
+        from maestro import bridge
+        from mcp.upstream.client import UpstreamClient
+
+        async def make():
+            return UpstreamClient()
+
+        self.inner = bridge.run(make())
+
+    def __getattr__(self, name: str):
+        import inspect
+
+        from maestro import bridge
+
+        attribute = getattr(self.inner, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: bridge.run(attribute(*args, **kwargs))
+        return attribute

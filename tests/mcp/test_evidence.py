@@ -3,7 +3,7 @@ command, and a revoked session's upstream MCP session is closed."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,10 +11,13 @@ import httpx
 import pytest
 from django.db import connection
 
+from maestro import bridge
 from mcp.models import Invocation
-from sessions_app.services import session_create, session_revoke
+from mcp.services.evidence import evidence_verify
+from sessions_app.services import session_revoke
 from tests.mcp.helpers import register
-from tests.mcp.invoke_helpers import RUN, evidence, invoke, session_token
+from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: the web door as deployed, in this process)
+from tests.mcp.invoke_helpers import RUN, evidence, invoke, open_session, session_token
 from tests.support.processes import WebServer, project_env, run_manage
 
 
@@ -102,7 +105,7 @@ def settled_deletes(upstream) -> int:
 def test_revoking_a_session_closes_its_upstream_session(client, admin_api, sdk):
     # Given a stateful upstream on which the session opened an MCP session
     register(admin_api, name="stateful", url=sdk.legacy_sse.url())
-    record, token = session_create(run_id=RUN, scopes=["mcp:invoke"], created_by="test")
+    record, token = open_session()
     assert invoke(client, token, server="stateful", tool="echo", arguments={"text": "x"}).status_code == 200
     # When the session is revoked, then the upstream sees its session DELETEd
     from tests.mcp.helpers import stats
@@ -115,57 +118,61 @@ def test_revoking_a_session_closes_its_upstream_session(client, admin_api, sdk):
     assert stats(sdk.legacy_sse).get("DELETE", 0) == before + 1
 
 
-@pytest.mark.django_db
 def test_admin_shows_evidence_read_only_and_filterable(client, admin_api, sdk, django_user_model):
+    from django.test import Client
+
     register(admin_api, name="modern", url=sdk.modern_json.url())
     invoke(client, session_token(), server="modern", tool="echo", arguments={"text": "seen in admin"})
     row = evidence()[0]
-    client.force_login(django_user_model.objects.create_superuser("root", password="pw-root-12345"))
-    listing = client.get("/admin/mcp/invocation/", {"status__exact": "success", "q": RUN})
+    browser = Client()
+    browser.force_login(django_user_model.objects.create_superuser("root", password="pw-root-12345"))
+    listing = browser.get("/admin/mcp/invocation/", {"status__exact": "success", "q": RUN})
     assert listing.status_code == 200 and RUN.encode() in listing.content
-    detail = client.get(f"/admin/mcp/invocation/{row.pk}/change/")
+    detail = browser.get(f"/admin/mcp/invocation/{row.pk}/change/")
     assert detail.status_code == 200 and b'name="status"' not in detail.content, "no editable fields"
-    assert client.post(f"/admin/mcp/invocation/{row.pk}/delete/").status_code == 403
+    assert browser.post(f"/admin/mcp/invocation/{row.pk}/delete/").status_code == 403
+
+
+def entry(n: int, run_id: str = "run-group"):
+    from mcp.services.evidence import EvidenceEntry
+
+    return EvidenceEntry(
+        run_id=run_id, session_id="s", server_id="", server_name="srv", tool="echo", arguments_digest=str(n),
+        result_digest="", status="success", error_code="", is_error=False, latency_us=n, receipt="", transport="http",
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_writers_of_one_run_are_grouped_into_one_insert(monkeypatch):
-    from django.db import connections
+def test_concurrent_calls_are_written_together_in_one_insert():
+    from mcp.services import evidence_writer
 
-    from mcp.services import evidence as ev
+    async def scenario():
+        writer = evidence_writer.writer()
+        real_write, sizes, inside, release = writer._write, [], asyncio.Event(), asyncio.Event()
 
-    # Given a first writer held inside its INSERT while 19 more calls of the same run arrive
-    real_insert, batches, first_inside, release = ev._insert, [], threading.Event(), threading.Event()
+        async def observed(batch):
+            sizes.append(len(batch))
+            if len(sizes) == 1:
+                inside.set()
+                await release.wait()
+            await real_write(batch)
 
-    def observed_insert(rows):
-        batches.append(len(rows))
-        if len(batches) == 1:
-            first_inside.set()
-            release.wait(10)
-        real_insert(rows)
-
-    monkeypatch.setattr(ev, "_insert", observed_insert)
-
-    def append(n: int):
+        writer._write = observed
         try:
-            return ev.evidence_append(entry=ev.EvidenceEntry(
-                run_id="run-group", session_id="s", server_id="", server_name="srv", tool="echo", arguments_digest=str(n),
-                result_digest="", status="success", error_code="", is_error=False, latency_us=n, receipt="", transport="http",
-            ))
+            # Given a first row whose INSERT is under way while 19 more calls arrive (two runs)
+            first = asyncio.ensure_future(evidence_writer.evidence_append(entry=entry(0)))
+            await inside.wait()
+            rest = [asyncio.ensure_future(evidence_writer.evidence_append(entry=entry(n, f"run-group-{n % 2}"))) for n in range(1, 20)]
+            while len(writer._queue) < 19:
+                await asyncio.sleep(0)  # yield until every call has queued its row
+            release.set()
+            return sizes, await asyncio.gather(first, *rest)
         finally:
-            connections.close_all()
+            del writer._write
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        first = pool.submit(append, 0)
-        assert first_inside.wait(10)
-        rest = [pool.submit(append, n) for n in range(1, 20)]
-        deadline = time.monotonic() + 10
-        while len(ev._queue("run-group").pending) < 19 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        release.set()
-        rows = [first.result()] + [f.result() for f in rest]
-
-    # Then the 19 that waited were written together, and the chain is 1..20 without a gap
-    assert batches == [1, 19]
-    assert sorted(row.seq for row in rows) == list(range(1, 21))
-    assert ev.evidence_verify(run_id="run-group") == {"chain": "valid", "length": 20, "head": max(rows, key=lambda r: r.seq).hash}
+    sizes, rows = bridge.run(scenario())
+    # Then the 19 that waited went in ONE statement, across runs, and every chain is gap-free
+    assert sizes == [1, 19]
+    assert sorted(row.seq for row in rows[1:]) == sorted(list(range(1, 11)) + list(range(1, 10)))
+    for run_id, length in (("run-group", 1), ("run-group-0", 9), ("run-group-1", 10)):
+        assert evidence_verify(run_id=run_id)["chain"] == "valid" and evidence_verify(run_id=run_id)["length"] == length

@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from mcp import tasks
 from mcp.models import McpServer
-from mcp.services import registry
-from mcp.upstream.client import UpstreamClient
+from maestro import bridge
+from mcp.services import catalog, registry
 from tests.mcp.conftest import SDK_TOOL_COUNT
-from tests.mcp.helpers import SERVERS, counting, register, text_of
+from tests.mcp.helpers import SERVERS, SyncClient, counting, register, text_of
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.django_db
@@ -101,17 +101,27 @@ def test_refresh_must_be_a_boolean(admin_api, sdk):
     assert response.status_code == 400 and response.json()["error"]["details"]["field"] == "refresh"
 
 
+def hot_path_tools(ref: str) -> list[str]:
+    """The tool names a call would see (mcp.services.catalog), looked up afresh by this process."""
+    async def names():
+        snapshot, spec = await catalog.server_resolve(ref=ref)
+        return list(await catalog.server_tools(server=snapshot, spec=spec))
+
+    registry.local_cache_clear()
+    return bridge.run(names())
+
+
+@pytest.mark.django_db(transaction=True)  # the catalog reads through its own connections
 def test_the_hot_path_tool_list_comes_from_the_shared_cache(admin_api, sdk):
     server = register(admin_api, name="hot", url=sdk.modern_json.url())
-    snapshot, _ = registry.server_spec_get(ref="hot")
     with counting(sdk.modern_json) as seen:
-        first = registry.server_tools_cached(server=snapshot)
-        second = registry.server_tools_cached(server=snapshot)
+        first = hot_path_tools("hot")
+        second = hot_path_tools("hot")  # a fresh process-local cache: the shared one answers
     assert len(first) == SDK_TOOL_COUNT and second == first and seen["tools/list"] == 3
     # when the upstream goes away and the list must be refetched, the previous list still serves
     McpServer.objects.filter(pk=server["id"]).update(url=f"http://127.0.0.1:{free_port()}/mcp", tools_fetched_at=timezone.now() - timedelta(days=1))
     registry.registry_changed(server_id=server["id"])
-    assert [t["name"] for t in registry.server_tools_cached(server=snapshot)] == [t["name"] for t in first]
+    assert hot_path_tools("hot") == first
 
 
 # --- server-everything, which nobody here wrote -------------------------------------------------
@@ -131,8 +141,8 @@ def test_server_everything_registers_probes_and_lists_its_tools(admin_api, every
 
 def test_server_everything_tools_are_called_on_a_per_run_session_that_survives_expiry(admin_api, everything):
     register(admin_api, name="everything", url=everything.url())
-    _, spec = registry.server_spec_get(ref="everything")
-    client = UpstreamClient()
+    spec = registry.server_spec(registry.server_get(ref="everything"))
+    client = SyncClient()
     summed = client.call_tool(server=spec, name="get-sum", arguments={"a": 2, "b": 40}, session_key="run-e", timeout_s=10)
     assert "42" in text_of(summed)
     # the upstream forgets the session (server-everything then answers 400 "No valid session ID")

@@ -1,9 +1,11 @@
 """The upstream HTTP/1.1 pool (mcp.upstream.http11) against a real socket server whose behaviour
 each test picks: keep-alive reuse, a server that drops idle connections, chunked bodies, slow
-bodies, a full pool, refused connections."""
+bodies, a full pool, refused connections, a server that drops a request it read. The pool is
+asynchronous; the tests drive it on the bridge's event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import socketserver
 import threading
@@ -11,6 +13,7 @@ import time
 
 import pytest
 
+from maestro import bridge
 from mcp.upstream import http11
 from tests.support.services import free_port
 
@@ -23,6 +26,7 @@ class Upstream(socketserver.ThreadingTCPServer):
         self.mode = mode
         self.connections = 0
         self.requests = 0
+        self.closed = threading.Semaphore(0)  # released each time the server ends a connection
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -33,6 +37,12 @@ class Upstream(socketserver.ThreadingTCPServer):
 
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
+        try:
+            self.serve_requests()
+        finally:
+            self.server.closed.release()
+
+    def serve_requests(self):
         server: Upstream = self.server
         server.connections += 1
         while True:
@@ -60,6 +70,8 @@ class Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
             time.sleep(2)
             return False
+        if mode == "drop-request":
+            return False  # read the request, answer nothing, close: it may have run
         body = b'{"ok":true}'
         extra = b"Connection: close\r\n" if mode == "close" else b""
         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body))
@@ -67,16 +79,35 @@ class Handler(socketserver.StreamRequestHandler):
         return mode not in ("close", "drop-idle")
 
 
+async def afetch(pool: http11.Http11Pool, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    async with pool.stream("POST", url, headers={"Content-Type": "application/json"}, content=b"{}", deadline=time.monotonic() + timeout) as response:
+        return response.status_code, b"".join([chunk async for chunk in response.iter_bytes()])
+
+
 def fetch(pool: http11.Http11Pool, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    with pool.stream("POST", url, headers={"Content-Type": "application/json"}, content=b"{}", deadline=time.monotonic() + timeout) as response:
-        return response.status_code, b"".join(response.iter_bytes())
+    return bridge.run(afetch(pool, url, timeout))
+
+
+def new_pool(max_connections: int) -> http11.Http11Pool:
+    async def make():
+        return http11.Http11Pool(max_connections=max_connections)
+
+    return bridge.run(make())
+
+
+def idle_connections_broken(pool: http11.Http11Pool) -> bool:
+    async def check():
+        await asyncio.sleep(0)  # let the loop deliver what the socket already received
+        return all(c.broken for conns in pool._idle.values() for c in conns)
+
+    return bridge.run(check())
 
 
 @pytest.fixture
 def pool():
-    pool = http11.Http11Pool(max_connections=4)
+    pool = new_pool(4)
     yield pool
-    pool.close()
+    bridge.run(pool.close())
 
 
 def test_sequential_calls_reuse_one_connection(pool):
@@ -97,9 +128,25 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_transparently(po
     answers = []
     for _ in range(5):
         answers.append(fetch(pool, upstream.url))
-        time.sleep(0.05)  # let the server's close reach us, as an idle timeout would
+        # The server closes the idle connection (as an idle timeout would); the pool sees the EOF.
+        assert upstream.closed.acquire(timeout=5)
+        deadline = time.monotonic() + 5
+        while not idle_connections_broken(pool) and time.monotonic() < deadline:
+            pass
     assert answers == [(200, b'{"ok":true}')] * 5
     assert upstream.requests == 5  # each sent once: the dead connection never carried a request
+
+
+def test_a_request_the_server_read_and_dropped_is_never_sent_again(pool):
+    # Given a warm keep-alive connection to a server that will read the next request and hang up
+    upstream = Upstream("keep-alive")
+    fetch(pool, upstream.url)
+    upstream.mode = "drop-request"
+    # When a request goes out on it, the caller hears the connection failed...
+    with pytest.raises(http11.ProtocolError):
+        fetch(pool, upstream.url)
+    # ...and it was not re-sent on a new connection: it may have run once, it must not run twice
+    assert upstream.requests == 2
 
 
 def test_connection_close_is_honoured(pool):
@@ -118,11 +165,15 @@ def test_a_body_slower_than_the_deadline_times_out(pool):
 
 
 def test_a_full_pool_gives_pool_timeout_not_a_queue():
-    pool = http11.Http11Pool(max_connections=1)
+    pool = new_pool(1)
     upstream = Upstream("keep-alive")
-    with pool.stream("POST", upstream.url, headers={}, content=b"{}", deadline=time.monotonic() + 2):
-        with pytest.raises(http11.PoolTimeout):
-            fetch(pool, upstream.url, timeout=0.2)
+
+    async def while_one_is_held():
+        async with pool.stream("POST", upstream.url, headers={}, content=b"{}", deadline=time.monotonic() + 2):
+            with pytest.raises(http11.PoolTimeout):
+                await afetch(pool, upstream.url, timeout=0.2)
+
+    bridge.run(while_one_is_held())
     assert fetch(pool, upstream.url)[0] == 200  # the slot came back
 
 

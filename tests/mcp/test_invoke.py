@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from tests.sessions_app.helpers import authenticate, create  # noqa: F401
+
 import pytest
 
 from mcp.services.evidence import evidence_verify
 from sessions_app.services import session_revoke
 from tests.mcp.helpers import counting, register, text_of
-from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: every test here runs through both HTTP doors)
-from tests.mcp.invoke_helpers import RUN, error_code, evidence, invoke, metric, receipt_of, session_token
+from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: the web door as deployed, in this process)
+from tests.mcp.invoke_helpers import RUN, error_code, evidence, invoke, metric, receipt_of, session_token, tools
 
 pytestmark = pytest.mark.django_db
 
@@ -158,9 +160,7 @@ def test_tampered_token_is_401(client, token, echo_server):
 
 
 def test_revoked_token_is_401(client, echo_server):
-    from sessions_app.services import session_create
-
-    record, token = session_create(run_id=RUN, scopes=["mcp:invoke"], created_by="test")
+    record, token = create(run_id=RUN, scopes=["mcp:invoke"], created_by="test")
     session_revoke(run_id=RUN, sid=record.sid)
     response = invoke(client, token, server="modern", tool="echo", arguments={"text": "x"})
     assert response.status_code == 401 and error_code(response) == "session_revoked"
@@ -188,7 +188,7 @@ def test_tools_lists_what_the_session_may_call(client, admin_api, sdk):
     register(admin_api, name="open", url=sdk.modern_json.url(), tool_deny=["extra_*", "boom"])
     register(admin_api, name="guarded", url=sdk.legacy_stateless.url(), scopes=["files:read"])
     token = session_token()
-    response = client.get(f"/api/maestro/v1/runs/{RUN}/mcp/tools", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = tools(client, token)
     assert response.status_code == 200
     listed = {(t["server"], t["name"]) for t in response.json()["tools"]}
     assert ("open", "echo") in listed and ("open", "boom") not in listed

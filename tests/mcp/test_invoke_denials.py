@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.mcp.helpers import counting, register
-from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: every test here runs through both HTTP doors)
+from tests.mcp.invoke_helpers import client  # noqa: F401  (the fixture: the web door as deployed, in this process)
 from tests.mcp.invoke_helpers import RUN, error_code, evidence, invoke, metric, receipt_of, session_token
 from tests.support.opa import FakeOpa
 

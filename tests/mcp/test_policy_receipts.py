@@ -2,12 +2,18 @@
 
 import pytest
 
+from maestro import bridge
 from mcp import policy
 from mcp.receipts import Decision, receipt_issue, receipt_verify
 from tests.support.opa import FakeOpa
 from tests.support.processes import run_manage
 
 INPUT = {"run": "run-1", "tool": "echo", "server": {"id": "s1", "name": "files"}}
+
+
+def decide(policy_input: dict):
+    """The final policy decision, as the invoke core takes it (on the data plane's loop)."""
+    return bridge.run(policy.policy_final_decide(policy_input=policy_input))
 
 
 def issue(**overrides) -> str:
@@ -69,7 +75,7 @@ def opa(settings):
 ])
 def test_opa_answers_become_decisions(opa, result, allow, reason):
     opa.result = result
-    decision = policy.policy_final_decide(policy_input=INPUT)
+    decision = decide(INPUT)
     assert decision.allow is allow and reason in decision.reason
     assert decision.engine == "opa" and decision.policy == "opa:maestro/mcp/allow" and decision.decision_id
     assert opa.requests[-1] == {"path": "/v1/data/maestro/mcp/allow", "body": {"input": INPUT}}
@@ -84,7 +90,7 @@ def test_opa_answers_become_decisions(opa, result, allow, reason):
 def test_opa_failure_denies_as_unavailable(opa, setup, reason):
     setup(opa)
     with pytest.raises(policy.PolicyUnavailable) as caught:
-        policy.policy_final_decide(policy_input=INPUT)
+        decide(INPUT)
     assert caught.value.code == "policy_unavailable"
     assert not caught.value.decision.allow and reason in caught.value.decision.reason
 
@@ -94,12 +100,12 @@ def test_unreachable_opa_denies(settings):
 
     settings.OPA_URL = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(policy.PolicyUnavailable):
-        policy.policy_final_decide(policy_input=INPUT)
+        decide(INPUT)
 
 
 def test_without_opa_the_builtin_rules_have_the_final_word(settings):
     settings.OPA_URL = None
-    assert policy.policy_final_decide(policy_input=INPUT).engine == "builtin"
+    assert decide(INPUT).engine == "builtin"
 
 
 @pytest.mark.parametrize("kwargs, code", [

@@ -6,7 +6,8 @@ import pytest
 
 from mcp.models import McpServer
 from mcp.secrets import decrypt_headers
-from mcp.services import registry
+from maestro import bridge
+from mcp.services import catalog, registry
 from tests.mcp.conftest import SDK_TOOL_COUNT
 from tests.support.services import free_port
 
@@ -113,20 +114,26 @@ def test_refresh_tools_stores_them_and_shows_them_read_only(admin_client, sdk):
     assert 'name="tools_cache"' not in change  # shown, never editable
 
 
+def resolve(ref: str):
+    return bridge.run(catalog.server_resolve(ref=ref))
+
+
+@pytest.mark.django_db(transaction=True)  # the catalog reads through its own connections
 def test_enable_and_disable_actions(admin_client):
     one, two = make("one", "http://127.0.0.1:1/mcp"), make("two", "http://127.0.0.1:2/mcp")
     run_action(admin_client, "disable_servers", one, two)
     assert not McpServer.objects.filter(enabled=True).exists()
-    snapshot, _ = registry.server_spec_get(ref="one")
+    snapshot, _ = resolve("one")
     assert snapshot.enabled is False  # the hot path saw the change at once
     run_action(admin_client, "enable_servers", one)
     assert dict(McpServer.objects.values_list("name", "enabled")) == {"one": True, "two": False}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_deleting_in_the_admin_is_seen_by_the_hot_path(admin_client):
     server = make("short-lived", "http://127.0.0.1:1/mcp")
-    registry.server_spec_get(ref="short-lived")
+    resolve("short-lived")
     admin_client.post(f"{CHANGELIST}{server.pk}/delete/", {"post": "yes"})
     with pytest.raises(Exception) as caught:
-        registry.server_spec_get(ref="short-lived")
+        resolve("short-lived")
     assert getattr(caught.value, "code", None) == "server_not_found"

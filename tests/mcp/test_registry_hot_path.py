@@ -1,5 +1,6 @@
-"""What the invoke core calls on every invocation: a server by id or name, with no database query
-while the registry is unchanged, and every change seen (at once here, within a second elsewhere)."""
+"""What the invoke core calls on every invocation (mcp.services.catalog): a server by id or name,
+with no database query while the registry is unchanged, and every change seen (at once here,
+within a second elsewhere). Its loads run on their own connections: a transactional database."""
 
 from __future__ import annotations
 
@@ -8,10 +9,29 @@ import uuid
 import pytest
 from django.core.cache import cache
 
+from maestro import bridge
 from maestro.errors import NotFound
-from mcp.services import registry
+from mcp.services import catalog, registry
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def resolve(ref: str):
+    return bridge.run(catalog.server_resolve(ref=ref))
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[str]:
+    """The refs the catalog loaded from the database."""
+    seen: list[str] = []
+    real = catalog._load_server
+
+    def counting(ref):
+        seen.append(ref)
+        return real(ref)
+
+    monkeypatch.setattr(catalog, "_load_server", counting)
+    return seen
 
 
 @pytest.fixture
@@ -23,48 +43,48 @@ def server():
 
 
 def test_resolves_by_id_or_name_to_a_snapshot_and_a_spec(server):
-    by_name, spec = registry.server_spec_get(ref="hot")
-    by_id, _ = registry.server_spec_get(ref=str(server.pk))
+    by_name, spec = resolve("hot")
+    by_id, _ = resolve(str(server.pk))
     assert by_name == by_id and by_name.id == str(server.pk) and by_name.scopes == ("search:read",)
     assert spec.url == server.url and spec.timeout_ms == 1500 and spec.headers == {"Authorization": "Bearer hot-secret"}
     assert spec.max_response_bytes > 0 and "hot-secret" not in repr(spec)
 
 
-def test_a_repeated_look_up_costs_no_query(server, django_assert_num_queries):
-    registry.server_spec_get(ref="hot")
-    with django_assert_num_queries(0):
-        for _ in range(50):
-            registry.server_spec_get(ref="hot")
+def test_a_repeated_look_up_costs_no_query(server, loads):
+    resolve("hot")
+    for _ in range(50):
+        resolve("hot")
+    assert loads == ["hot"]
 
 
 def test_an_update_in_this_process_is_seen_at_once(server):
-    registry.server_spec_get(ref="hot")
+    resolve("hot")
     registry.server_update(server=server, data={"url": "http://127.0.0.1:2/mcp", "enabled": False})
-    snapshot, spec = registry.server_spec_get(ref="hot")
+    snapshot, spec = resolve("hot")
     assert spec.url == "http://127.0.0.1:2/mcp" and snapshot.enabled is False
 
 
 def test_a_change_made_by_another_process_is_seen_after_the_version_check(server, monkeypatch):
-    registry.server_spec_get(ref="hot")
+    resolve("hot")
     # another worker changes the row and bumps the shared version; this process has not looked yet
     type(server).objects.filter(pk=server.pk).update(url="http://127.0.0.1:3/mcp")
     cache.set(registry.VERSION_KEY, uuid.uuid4().hex, None)
-    assert registry.server_spec_get(ref="hot")[1].url == "http://127.0.0.1:1/mcp"  # within the check interval
-    monkeypatch.setattr(registry, "VERSION_CHECK_SECONDS", 0.0)
-    assert registry.server_spec_get(ref="hot")[1].url == "http://127.0.0.1:3/mcp"
+    assert resolve("hot")[1].url == "http://127.0.0.1:1/mcp"  # within the check interval
+    monkeypatch.setattr(catalog, "VERSION_CHECK_SECONDS", 0.0)
+    assert resolve("hot")[1].url == "http://127.0.0.1:3/mcp"
 
 
 def test_a_deleted_server_is_not_found(server):
-    registry.server_spec_get(ref="hot")
+    resolve("hot")
     registry.server_delete(server=server)
     with pytest.raises(NotFound):
-        registry.server_spec_get(ref="hot")
+        resolve("hot")
 
 
 @pytest.mark.parametrize("ref", ["", "nope", str(uuid.uuid4()), "bad\x00ref", "x" * 65])
 def test_unknown_refs_are_not_found(ref):
     with pytest.raises(NotFound):
-        registry.server_spec_get(ref=ref)
+        resolve(ref)
 
 
 @pytest.mark.parametrize(
@@ -72,13 +92,13 @@ def test_unknown_refs_are_not_found(ref):
     [("search_web", True), ("search_admin", False), ("delete_all", False), ("search_", True)],
 )
 def test_tool_allow_and_deny_globs(server, tool, allowed):
-    snapshot, _ = registry.server_spec_get(ref="hot")
+    snapshot, _ = resolve("hot")
     assert registry.tool_allowed(server=snapshot, tool_name=tool) is allowed
 
 
 def test_an_empty_allow_list_allows_everything_but_the_denied(server):
     registry.server_update(server=server, data={"tool_allow": [], "tool_deny": ["rm*"]})
-    snapshot, _ = registry.server_spec_get(ref="hot")
+    snapshot, _ = resolve("hot")
     assert registry.tool_allowed(server=snapshot, tool_name="anything")
     assert not registry.tool_allowed(server=snapshot, tool_name="rm_rf")
 

@@ -1,5 +1,5 @@
 """Upstreams that fail in every way we know: each gives the right status and message, quickly,
-never leaks what the upstream sent beyond a short excerpt, and leaves the gateway healthy."""
+never echoes what the upstream sent, and leaves the gateway healthy."""
 
 from __future__ import annotations
 
@@ -76,11 +76,12 @@ def test_tools_of_a_failing_upstream_is_an_error_in_the_error_shape(admin_api, f
     assert McpServer.objects.get(pk=server["id"]).tools_cache is None
 
 
-def test_an_html_answer_is_shown_only_as_a_short_excerpt(admin_api, faulty):
+def test_an_html_answer_is_named_but_never_echoed(admin_api, faulty):
+    # A registered URL may point at anything; a probe (which any operator may trigger) stores its
+    # error, so what the target answered must not come back through it.
     server = register(admin_api, name="web-page", url=faulty.url("/html"), timeout_ms=TIMEOUT_MS)
     message = admin_api.get(f"{SERVERS}/{server['id']}/health").json()["error"]["message"]
-    assert "<!doctype html><html><head><title>Welcome</title>" in message
-    assert "It works" not in message  # cut after 60 characters
+    assert message == "MCP server 'web-page' answered text/html, not MCP"
 
 
 def test_a_large_cap_lets_the_same_upstream_through(settings, admin_api, faulty):

@@ -5,21 +5,26 @@ import pytest
 from tests.conftest import make_key
 
 
+# Sessions are written by the data plane's own connections (maestro.adb), outside any test
+# transaction: these tests run on a transactional database.
+
+
 @pytest.fixture(params=[False, True], ids=["redis-only", "persisted"])
-def persist(request, db, settings) -> bool:
+def persist(request, transactional_db, settings) -> bool:
     """Runs a test once with sessions in Redis only and once persisted in PostgreSQL."""
     settings.MCP_SESSIONS_PERSIST = request.param
     return request.param
 
 
 @pytest.fixture
-def persisted(db, settings) -> bool:
+def persisted(transactional_db, settings) -> bool:
     settings.MCP_SESSIONS_PERSIST = True
     return True
 
 
 @pytest.fixture
-def ops(api, db):
-    """An API client holding an operator key with scope mcp:sessions."""
-    api.credentials(HTTP_X_API_KEY=make_key(["mcp:sessions"]))
-    return api
+def ops(gateway):
+    """The web door as deployed, with an operator key holding scope mcp:sessions (POST .../sessions
+    is the data plane's, the rest Django's)."""
+    gateway.credentials(x_api_key=make_key(["mcp:sessions"]))
+    return gateway

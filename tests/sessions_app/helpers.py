@@ -12,18 +12,29 @@ from django.conf import settings
 from django.core.cache import caches
 from prometheus_client import REGISTRY
 
-from maestro import errors
-from sessions_app.services import session_authenticate
+from maestro import bridge, errors
+from sessions_app.services import session_create
+from sessions_app.verify import session_authenticate
 
 RUN = "run-1"
 OTHER_RUN = "run-2"
 DROP = object()
 
 
+def create(**kwargs):
+    """(record, token) of a new session, through the service the data plane calls."""
+    kwargs.setdefault("created_by", "test")
+    return bridge.run(session_create(**kwargs))
+
+
+def authenticate(*, token: str | None, run_id: str = RUN):
+    return bridge.run(session_authenticate(token=token, run_id=run_id))
+
+
 def outcome(token: str | None, run_id: str = RUN) -> str:
     """'ok' when the token authenticates on `run_id`, else the error code."""
     try:
-        session_authenticate(token=token, run_id=run_id)
+        authenticate(token=token, run_id=run_id)
     except errors.GatewayError as exc:
         return exc.code
     return "ok"

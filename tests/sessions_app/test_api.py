@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.conftest import make_key
-from tests.sessions_app.helpers import OTHER_RUN, RUN, list_sessions, open_session, outcome, revoke
+from tests.sessions_app.helpers import OTHER_RUN, RUN, authenticate, create, list_sessions, open_session, outcome, revoke
 
 BASE = "/api/maestro/v1/runs"
 
@@ -210,9 +210,9 @@ def test_servers_are_resolved_by_id_or_name_to_ids(ops, persist):
     alpha, beta = _server("alpha"), _server("beta")
     body = open_session(ops, servers=["alpha", str(beta.id), str(alpha.id)])
     assert body["servers"] == [str(alpha.id), str(beta.id)]
-    from sessions_app.services import session_authenticate
+    
 
-    assert session_authenticate(token=body["token"], run_id=RUN).servers == (str(alpha.id), str(beta.id))
+    assert authenticate(token=body["token"], run_id=RUN).servers == (str(alpha.id), str(beta.id))
 
 
 def test_a_scope_a_registered_server_requires_can_be_granted(ops, persist):

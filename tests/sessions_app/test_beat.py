@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from tests.sessions_app.helpers import authenticate, create  # noqa: F401
+
 import signal
 import subprocess
 import time
@@ -13,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from sessions_app.models import McpSession
-from sessions_app.services import session_create
+
 from tests.support.processes import ROOT, project_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,8 +31,8 @@ def procfile_command(name: str) -> list[str]:
 def test_beat_removes_expired_sessions_on_its_own(settings, tmp_path: Path):
     # Given two persisted sessions, one of which expired an hour ago
     settings.MCP_SESSIONS_PERSIST = True
-    expired, _ = session_create(run_id="run-beat", scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
-    live, _ = session_create(run_id="run-beat", scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
+    expired, _ = create(run_id="run-beat", scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
+    live, _ = create(run_id="run-beat", scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
     McpSession.objects.filter(sid=expired.sid).update(expires_at=timezone.now() - timedelta(hours=1))
 
     # When the worker runs as deployed, with the cleanup every 5 seconds

@@ -12,14 +12,14 @@ from django.utils import timezone
 
 from sessions_app import services
 from sessions_app.models import McpSession
-from sessions_app.services import session_create, session_revoke
+from sessions_app.services import session_revoke
 from sessions_app.store import get_store
 from sessions_app.tasks import cleanup_expired_sessions
-from tests.sessions_app.helpers import RUN, counted, outcome, redis_client, uses_redis
+from tests.sessions_app.helpers import RUN, authenticate, counted, create, outcome, redis_client, uses_redis
 
 
 def new_session(run_id: str = RUN):
-    return session_create(run_id=run_id, scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
+    return create(run_id=run_id, scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
 
 
 def expire(record, seconds_ago: int, persisted: bool) -> None:

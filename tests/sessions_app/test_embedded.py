@@ -7,9 +7,9 @@ import time
 import pytest
 
 from sessions_app.selectors import session_list
-from sessions_app.services import session_create, session_revoke, session_revoke_run, sessions_cleanup_expired
+from sessions_app.services import session_revoke, session_revoke_run, sessions_cleanup_expired
 from sessions_app.store import CacheStore, get_store
-from tests.sessions_app.helpers import RUN, flush_cache, outcome
+from tests.sessions_app.helpers import RUN, authenticate, create, flush_cache, outcome
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def embedded_cache(settings, tmp_path):
 
 
 def new_session():
-    return session_create(run_id=RUN, scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
+    return create(run_id=RUN, scopes=["mcp:invoke"], ttl_seconds=600, created_by="test")
 
 
 def test_create_verify_revoke_and_list(persist):

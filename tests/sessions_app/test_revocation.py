@@ -12,12 +12,24 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from maestro import errors
+from maestro import bridge, errors
 from maestro.api_errors import status_for
-from sessions_app.services import rebuild_revocations, session_authenticate, session_create, session_revoke, session_revoke_run
+from sessions_app import revocation
+from sessions_app.models import McpSession
+from sessions_app.services import rebuild_revocations, session_revoke, session_revoke_run
 from sessions_app.store import get_store
-from tests.sessions_app.helpers import RUN, counted, flush_cache, open_session, outcome, redis_client, redis_commands, revoke, uses_redis
+from tests.sessions_app.helpers import RUN, authenticate, counted, create, flush_cache, open_session, outcome, redis_client, redis_commands, revoke, uses_redis
 from tests.support.services import RedisServer
+
+
+def data_plane_statements() -> int:
+    """Statements the data plane's own database connections have sent in this process."""
+    from maestro import adb
+
+    async def count() -> int:
+        return adb.database().statements
+
+    return bridge.run(count())
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the real Redis (not the embedded cache)")
@@ -26,7 +38,7 @@ needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs 
 def new_session(run_id: str = RUN, **kwargs):
     kwargs.setdefault("scopes", ["mcp:invoke"])
     kwargs.setdefault("ttl_seconds", 600)
-    return session_create(run_id=run_id, created_by="test", **kwargs)
+    return create(run_id=run_id, created_by="test", **kwargs)
 
 
 # --- revocation is immediate and exact --------------------------------------------------------
@@ -77,8 +89,9 @@ def test_after_a_flush_one_request_reseeds_every_revocation(persisted):
     flush_cache()
     store = get_store()
     assert store.is_revoked_with_sentinel(second.sid) == (False, False)
-    # When any token is checked
+    # When any token is checked (answered from the table, and a re-seed starts in the background)
     assert outcome(first_token) == "session_revoked"
+    bridge.run(revocation.reseeds_settled())
     # Then the other revocation is back in the cache and the sentinel is set again
     assert store.is_revoked_with_sentinel(second.sid) == (True, True)
     assert outcome(second_token) == "session_revoked"
@@ -112,23 +125,26 @@ def test_without_persistence_a_flush_forgets_revocations_as_documented(db, setti
 @needs_redis
 def test_verification_is_one_redis_command_and_no_query(persist, django_assert_num_queries):
     _, token = new_session()
-    session_authenticate(token=token, run_id=RUN)  # with persistence, sets the sentinel once
+    authenticate(token=token, run_id=RUN)  # with persistence, sets the sentinel once (in the background)
+    bridge.run(revocation.reseeds_settled())
     baseline = redis_commands()
     idle = redis_commands() - baseline  # the INFO call itself
     before = redis_commands()
     with django_assert_num_queries(0):
-        session_authenticate(token=token, run_id=RUN)
+        authenticate(token=token, run_id=RUN)
     assert redis_commands() - before - idle == 1
 
 
 @needs_redis
 def test_a_persisted_create_is_one_insert_and_no_redis(persisted, django_assert_num_queries):
+    new_session()  # the registry's version token and the pool are warm from here on
     baseline = redis_commands()
     idle = redis_commands() - baseline
-    before = redis_commands()
-    with django_assert_num_queries(1) as captured:
-        new_session()
-    assert captured.captured_queries[0]["sql"].startswith("INSERT")
+    before, statements = redis_commands(), data_plane_statements()
+    with django_assert_num_queries(0):
+        record, _ = new_session()
+    assert data_plane_statements() - statements == 1
+    assert McpSession.objects.filter(sid=record.sid).exists()
     assert redis_commands() - before - idle == 0
 
 
@@ -156,13 +172,14 @@ WORKER = r"""
 import sys
 import django
 django.setup()
-from maestro import errors
-from sessions_app.services import session_authenticate
+from maestro import bridge, errors
+from sessions_app.verify import session_authenticate
+
 print("ready", flush=True)
 for line in sys.stdin:
     token, run_id = line.split()
     try:
-        session_authenticate(token=token, run_id=run_id)
+        bridge.run(session_authenticate(token=token, run_id=run_id))
         print("ok", flush=True)
     except errors.GatewayError as exc:
         print(exc.code, flush=True)
@@ -246,15 +263,25 @@ def doomed_redis(settings):
     server.destroy()
 
 
-@pytest.mark.parametrize("persist_on", [False, True], ids=["redis-only", "persisted"])
-def test_without_redis_no_token_is_accepted(db, settings, doomed_redis, persist_on):
-    settings.MCP_SESSIONS_PERSIST = persist_on
+def test_without_redis_and_persistence_no_token_is_accepted(db, settings, doomed_redis):
+    settings.MCP_SESSIONS_PERSIST = False
     _, token = new_session()
     assert outcome(token) == "ok"
     doomed_redis.stop()
     with pytest.raises(errors.Unavailable) as caught:
-        session_authenticate(token=token, run_id=RUN)
+        authenticate(token=token, run_id=RUN)
     assert (caught.value.code, status_for(caught.value)) == ("revocation_unavailable", 503)
+
+
+def test_without_redis_the_table_answers_with_persistence(transactional_db, settings, doomed_redis):
+    # Given a live and a revoked persisted session
+    settings.MCP_SESSIONS_PERSIST = True
+    (_, live_token), (revoked, revoked_token) = new_session(), new_session()
+    session_revoke(run_id=RUN, sid=revoked.sid)
+    # When Redis goes away, the table is the durable record: each check asks it
+    doomed_redis.stop()
+    assert outcome(live_token) == "ok"
+    assert outcome(revoked_token) == "session_revoked"
 
 
 def test_without_redis_the_api_answers_503_and_readiness_names_redis(ops, settings, doomed_redis):

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from maestro import errors
 from maestro.api_errors import status_for
-from sessions_app.services import bearer_token, session_authenticate, session_create
-from tests.sessions_app.helpers import DROP, OTHER_RUN, RUN, assemble, b64, claims, forge, outcome, signed
+from sessions_app.verify import bearer_token
+from tests.sessions_app.helpers import DROP, OTHER_RUN, RUN, assemble, authenticate, b64, claims, create, forge, outcome, signed
 
 OLD_SECRET = b"an-older-secret-that-is-at-least-32-bytes-long"
 
@@ -24,13 +24,13 @@ OLD_SECRET = b"an-older-secret-that-is-at-least-32-bytes-long"
 @pytest.fixture
 def issued(db):
     """A real session for RUN and its token."""
-    record, token = session_create(run_id=RUN, scopes=["mcp:invoke", "mcp:tools"], servers=[], ttl_seconds=600, created_by="test")
+    record, token = create(run_id=RUN, scopes=["mcp:invoke", "mcp:tools"], servers=[], ttl_seconds=600, created_by="test")
     return record, token
 
 
 def test_a_fresh_token_yields_its_claims(issued):
     record, token = issued
-    got = session_authenticate(token=token, run_id=RUN)
+    got = authenticate(token=token, run_id=RUN)
     assert (got.sid, got.run_id, got.servers) == (record.sid, RUN, ())
     assert got.scopes == frozenset({"mcp:invoke", "mcp:tools"})
     assert got.expires_at - got.issued_at == 600
@@ -159,14 +159,14 @@ def test_json_that_is_not_an_object_is_malformed(header, payload):
 def test_a_token_for_another_run_is_forbidden_not_unauthenticated(issued):
     _, token = issued
     with pytest.raises(errors.Forbidden) as caught:
-        session_authenticate(token=token, run_id=OTHER_RUN)
+        authenticate(token=token, run_id=OTHER_RUN)
     assert caught.value.code == "run_mismatch"
     assert status_for(caught.value) == 403
 
 
 def test_token_failures_map_to_401(issued):
     with pytest.raises(errors.Unauthenticated) as caught:
-        session_authenticate(token="a.b.c", run_id=RUN)
+        authenticate(token="a.b.c", run_id=RUN)
     assert status_for(caught.value) == 401
 
 
@@ -182,7 +182,7 @@ def test_a_previous_secret_still_verifies_during_rotation(settings):
 
 def test_new_tokens_are_signed_with_the_current_secret_only(db, settings):
     settings.SESSION_SECRET_PREVIOUS = [OLD_SECRET]
-    _, token = session_create(run_id=RUN, scopes=["mcp:invoke"], ttl_seconds=60, created_by="test")
+    _, token = create(run_id=RUN, scopes=["mcp:invoke"], ttl_seconds=60, created_by="test")
     jwt.decode(token, settings.SESSION_SECRET, algorithms=["HS256"], audience=settings.SESSION_TOKEN_AUDIENCE)
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, OLD_SECRET, algorithms=["HS256"], audience=settings.SESSION_TOKEN_AUDIENCE)

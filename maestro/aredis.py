@@ -1,0 +1,110 @@
+"""Redis and the shared cache for the asynchronous data plane.
+
+`client()` is one `redis.asyncio` client per event loop (hiredis parses the replies), on the same
+REDIS_URL and with the same 1-second socket timeouts as django-redis.
+
+`cache_get` / `cache_set` / `cache_add` / `cache_delete` read and write the very entries Django's
+cache (`django.core.cache.cache`) holds, so the control plane and the data plane share them: with
+Redis, the same key layout as django-redis (`<KEY_PREFIX>:<version>:<key>`) and the same JSON
+values (settings configure django-redis's JSON serializer for this); without Redis (the embedded
+file cache), Django's cache itself, called off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from django.conf import settings
+
+from maestro.bridge import per_loop
+
+SOCKET_TIMEOUT_S = 1.0
+
+
+class CacheUnavailable(Exception):
+    pass
+
+
+_clients = per_loop(dict)
+
+
+def client():
+    """This loop's client for REDIS_URL (one per URL: tests point REDIS_URL elsewhere)."""
+    import redis.asyncio as aioredis
+
+    by_url = _clients()
+    found = by_url.get(settings.REDIS_URL)
+    if found is None:
+        found = by_url[settings.REDIS_URL] = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            max_connections=max(settings.MCP_GRPC_MAX_IN_FLIGHT, 256),
+            health_check_interval=0,
+            # No CLIENT SETINFO on every new connection: a round trip each, and nothing reads it.
+            driver_info=None,
+        )
+    return found
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+def _key(key: str) -> str:
+    options = settings.CACHES["default"]
+    return f"{options.get('KEY_PREFIX', '')}:{options.get('VERSION', 1)}:{key}"
+
+
+def _loads(raw: bytes | None) -> Any:
+    return None if raw is None else json.loads(raw)
+
+
+async def cache_get(key: str) -> Any:
+    if not settings.REDIS_URL:
+        from django.core.cache import cache
+
+        return await asyncio.to_thread(cache.get, key)
+    try:
+        return _loads(await client().get(_key(key)))
+    except redis_errors() as exc:
+        raise CacheUnavailable(type(exc).__name__) from exc
+
+
+async def cache_set(key: str, value: Any, ttl: int | None) -> None:
+    if not settings.REDIS_URL:
+        from django.core.cache import cache
+
+        await asyncio.to_thread(cache.set, key, value, ttl)
+        return
+    try:
+        await client().set(_key(key), json.dumps(value), ex=ttl)
+    except redis_errors() as exc:
+        raise CacheUnavailable(type(exc).__name__) from exc
+
+
+async def cache_add(key: str, value: Any, ttl: int | None) -> bool:
+    if not settings.REDIS_URL:
+        from django.core.cache import cache
+
+        return await asyncio.to_thread(cache.add, key, value, ttl)
+    try:
+        return bool(await client().set(_key(key), json.dumps(value), ex=ttl, nx=True))
+    except redis_errors() as exc:
+        raise CacheUnavailable(type(exc).__name__) from exc
+
+
+async def cache_delete(key: str) -> None:
+    if not settings.REDIS_URL:
+        from django.core.cache import cache
+
+        await asyncio.to_thread(cache.delete, key)
+        return
+    try:
+        await client().delete(_key(key))
+    except redis_errors() as exc:
+        raise CacheUnavailable(type(exc).__name__) from exc
