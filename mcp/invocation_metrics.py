@@ -1,10 +1,21 @@
-"""Invocation metrics (names from the operator one-pager)."""
+"""The synchronous invoke core's metric handles, defined in maestro.metrics and passed through its
+label caps. The asynchronous core calls maestro.metrics' functions instead; this module goes
+away with the synchronous one."""
 
-from prometheus_client import Counter, Histogram
+from maestro import metrics
 
-INVOCATIONS = Counter("mcp_invocations", "Tool invocations through the gateway", ["status", "server"])
-INVOCATION_SECONDS = Histogram(
-    "mcp_invocation_duration_seconds", "Invocation latency through the gateway, by server", ["server"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-POLICY_DECISIONS = Counter("mcp_policy_decisions", "Policy decisions", ["decision", "engine"])
+
+class _Capped:
+    """A metric whose `.labels(*values)` passes each value through its cap first."""
+
+    def __init__(self, metric, *caps):
+        self._metric = metric
+        self._caps = caps
+
+    def labels(self, *values):
+        return self._metric.labels(*(cap(value) for cap, value in zip(self._caps, values, strict=True)))
+
+
+INVOCATIONS = _Capped(metrics.INVOCATIONS, str, metrics.server_label)
+INVOCATION_SECONDS = _Capped(metrics.INVOCATION_SECONDS, metrics.server_label)
+POLICY_DECISIONS = _Capped(metrics.POLICY_DECISIONS, str, metrics.engine_label)

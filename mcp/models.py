@@ -169,9 +169,6 @@ class McpServer(models.Model):
         return bool(self.auth_headers_encrypted)
 
 
-from mcp import metrics  # noqa: E402,F401  (registers the health collector with the app registry's load)
-
-
 class Invocation(models.Model):
     """Evidence: one row per invocation attempt after authentication, hash-chained per run
     (see mcp.services.evidence). Not foreign-keyed to servers or sessions: evidence must outlive

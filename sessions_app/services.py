@@ -26,11 +26,10 @@ from django.db import DatabaseError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from maestro import errors
+from maestro import errors, metrics, telemetry
 from maestro.db import RowInserter
 from sessions_app import scopes as S
 from sessions_app import tokens
-from sessions_app.metrics import SESSIONS_CREATED, SESSIONS_REVOKED
 from sessions_app.models import McpSession
 from sessions_app.runs import validate_run_id
 from sessions_app.selectors import SessionRecord, persisted_revoked_sid, session_get, store_unavailable
@@ -253,12 +252,21 @@ def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, creat
     """A new session for `run_id` and its token (returned once, never stored).
 
     Persisted: one INSERT (written by hand: maestro.db), no cache write. Not persisted: one Redis
-    round trip (the run index).
+    round trip (the run index). Traced as `mcp.session.create` (run, scopes, servers, ttl; never
+    the sid or the token).
     """
-    run_id = validate_run_id(run_id)
-    ttl = _validate_ttl(ttl_seconds)
-    scope_list = _validate_scopes(scopes)
-    server_ids = _resolve_servers(servers)
+    with telemetry.span("mcp.session.create", run=str(run_id)[:128]) as span:
+        run_id = validate_run_id(run_id)
+        ttl = _validate_ttl(ttl_seconds)
+        scope_list = _validate_scopes(scopes)
+        server_ids = _resolve_servers(servers)
+        span.set_attributes({"scopes": scope_list, "servers": server_ids, "ttl_seconds": ttl, "persist": settings.MCP_SESSIONS_PERSIST})
+        record, token = _session_issue(run_id=run_id, ttl=ttl, scope_list=scope_list, server_ids=server_ids, created_by=created_by)
+    metrics.record_session(event="created")
+    return record, token
+
+
+def _session_issue(*, run_id: str, ttl: int, scope_list: list[str], server_ids: list[str], created_by: str) -> tuple[SessionRecord, str]:
     issued_at = int(time.time())
     record = SessionRecord(
         sid=uuid.uuid4().hex,
@@ -290,7 +298,6 @@ def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None, creat
             get_store().index_put(run_id, record.to_index(), keep)
         except StoreUnavailable:
             raise store_unavailable() from None
-    SESSIONS_CREATED.inc()
     return record, token
 
 
@@ -319,7 +326,18 @@ def _ended(sids: Iterable[str]) -> None:
 
 def session_revoke(*, run_id: str, sid: str) -> SessionRecord:
     """Revoke one session. Idempotent: revoking again re-publishes the key (which also repairs a
-    publication that failed) and counts nothing. Unknown sid, or another run's: NotFound."""
+    publication that failed) and counts nothing. Unknown sid, or another run's: NotFound.
+    Traced as `mcp.session.revoke` (run, whether it was revoked now; not the sid)."""
+    with telemetry.span("mcp.session.revoke", run=str(run_id)[:128]) as span:
+        record, newly = _revoke_one(run_id=run_id, sid=sid)
+        span.set_attribute("revoked", newly)
+    if newly:
+        metrics.record_session(event="revoked")
+        _ended([sid])
+    return record
+
+
+def _revoke_one(*, run_id: str, sid: str) -> tuple[SessionRecord, bool]:
     record = session_get(run_id=run_id, sid=sid)
     now = timezone.now()
     newly = record.revoked_at is None
@@ -335,15 +353,22 @@ def session_revoke(*, run_id: str, sid: str) -> SessionRecord:
             except StoreUnavailable:
                 raise store_unavailable() from None
     _publish([record])
-    if newly:
-        SESSIONS_REVOKED.inc()
-        _ended([sid])
-    return record
+    return record, newly
 
 
 def session_revoke_run(*, run_id: str) -> int:
-    """Revoke every live session of a run (the run ended). Returns how many were revoked now."""
-    run_id = validate_run_id(run_id)
+    """Revoke every live session of a run (the run ended). Returns how many were revoked now.
+    Traced as `mcp.session.revoke_run` (run, how many)."""
+    with telemetry.span("mcp.session.revoke_run", run=str(run_id)[:128]) as span:
+        records = _revoke_all(run_id=validate_run_id(run_id))
+        span.set_attribute("revoked", len(records))
+    if records:
+        metrics.record_session(event="revoked", count=len(records))
+        _ended(r.sid for r in records)
+    return len(records)
+
+
+def _revoke_all(*, run_id: str) -> list[SessionRecord]:
     now = timezone.now()
     if settings.MCP_SESSIONS_PERSIST:
         with transaction.atomic():
@@ -359,10 +384,7 @@ def session_revoke_run(*, run_id: str) -> int:
         except StoreUnavailable:
             raise store_unavailable() from None
     _publish(records)
-    if records:
-        SESSIONS_REVOKED.inc(len(records))
-        _ended(r.sid for r in records)
-    return len(records)
+    return records
 
 
 # --- cleanup ------------------------------------------------------------------------------------
