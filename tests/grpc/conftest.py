@@ -1,4 +1,4 @@
-"""Fixtures for the gRPC door: a real upstream MCP server (SDK, subprocess), the gateway's gRPC
+"""Fixtures for the gRPC door: (with tests/conftest.py's SDK `upstream`) the gateway's gRPC
 server in this process or as `manage.py run_grpc`, sessions and servers made through the HTTP API
 as an operator would, and a real grpc client over loopback.
 
@@ -23,16 +23,6 @@ from tests.conftest import make_key
 from tests.grpc.certs import make_pki
 from tests.support.processes import PYTHON, ROOT, project_env
 from tests.support.services import free_port, wait_for_port
-from tests.upstreams.launch import start_sdk, wait_ready
-
-
-@pytest.fixture(scope="session")
-def upstream():
-    """One SDK upstream for the whole session; its `sleep` tool is the slow tool."""
-    server = start_sdk("grpc-upstream", "--mode", "stateless", "--response", "json")
-    wait_ready(server)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
