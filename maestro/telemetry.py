@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing.util
+import re
 from contextlib import contextmanager, nullcontext
 
 from django.conf import settings
@@ -23,6 +24,8 @@ _provider: TracerProvider | None = None
 _tracer = None
 
 ROUTE_SPANS = (("/api/maestro/v1/mcp/servers", "mcp/servers"), ("/api/maestro/v1/runs/", "mcp/runs"))
+# A URL pattern as `/runs/{run_id}/mcp/sessions`: Django converters and DRF's regex groups alike.
+_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
 SHUTDOWN_TIMEOUT_MS = 5000
 
 
@@ -79,6 +82,12 @@ def _recording_span(name: str, kind: trace.SpanKind, attributes: dict):
             raise
 
 
+def route_template(route: str) -> str:
+    """`api/maestro/v1/runs/<str:run_id>/mcp/sessions` -> `/api/maestro/v1/runs/{run_id}/mcp/sessions`."""
+    template = _PARAMETER.sub(lambda m: "{" + (m.group(1) or m.group(2)) + "}", route)
+    return "/" + template.replace("^", "").replace("$", "")
+
+
 class RouteSpanMiddleware:
     """`mcp/servers` and `mcp/runs` SERVER spans around the control-plane routes, with the stable
     HTTP semantic-convention attributes (the route is the URL pattern, never the concrete path)."""
@@ -97,7 +106,7 @@ class RouteSpanMiddleware:
                     response = self.get_response(request)
                     match = getattr(request, "resolver_match", None)
                     if match is not None and match.route:
-                        current.set_attribute("http.route", "/" + match.route)
+                        current.set_attribute("http.route", route_template(match.route))
                     current.set_attribute("http.response.status_code", response.status_code)
                     if response.status_code >= 500:
                         current.set_status(trace.StatusCode.ERROR)
