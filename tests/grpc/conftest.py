@@ -9,8 +9,10 @@ transaction.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -134,7 +136,11 @@ class GrpcProcess:
         self.port = free_port()
         self.args = args
         # One worker unless a test asks for more: the lifecycle tests watch one process's signals and metrics.
-        self.env = project_env(**{"MCP_GRPC_BIND": f"127.0.0.1:{self.port}", "MCP_GRPC_WORKERS": "1", **env})
+        # A metrics folder of its own (a door empties its folder when it starts).
+        self.metrics_dir = tempfile.mkdtemp(prefix="maestro-metrics-")
+        self.env = project_env(**{
+            "MCP_GRPC_BIND": f"127.0.0.1:{self.port}", "MCP_GRPC_WORKERS": "1", "MAESTRO_METRICS_DIR": self.metrics_dir, **env,
+        })
         self.process: subprocess.Popen | None = None
         self.output = ""
 
@@ -164,6 +170,7 @@ class GrpcProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.output += self.process.communicate()[0]
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def __enter__(self) -> "GrpcProcess":
         return self.start()

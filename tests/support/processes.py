@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,10 @@ class WebServer:
 
     def __init__(self, env: dict[str, str]):
         self.port = free_port()
-        self.env = {**env, "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.port}"}
+        # A metrics folder of its own: a door empties its folder when it starts, and tests may run
+        # two web doors at once.
+        self.metrics_dir = tempfile.mkdtemp(prefix="maestro-metrics-")
+        self.env = {"MAESTRO_METRICS_DIR": self.metrics_dir, **env, "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.port}"}
         self.process: subprocess.Popen | None = None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -73,6 +77,7 @@ class WebServer:
 
     def __exit__(self, *exc) -> None:
         stop_process(self.process)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 def timed(fn):
