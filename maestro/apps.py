@@ -6,6 +6,8 @@ class MaestroConfig(AppConfig):
     verbose_name = "Maestro MCP"
 
     def ready(self) -> None:
-        from maestro import telemetry
+        from maestro import metrics, prometheus, telemetry  # noqa: F401  (metrics: defines them all)
+        from maestro.health import ReadinessCollector
 
         telemetry.configure()
+        prometheus.register_collector(ReadinessCollector())

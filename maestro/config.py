@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,11 +20,18 @@ class ConfigError(ImproperlyConfigured):
     """A setting is missing or malformed. The message names the variable and the expected form."""
 
 
-def load_settings_or_exit() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maestro.settings")
+@contextmanager
+def config_errors_exit() -> Iterator[None]:
+    """A ConfigError raised inside becomes one line on stderr and exit status 2."""
     try:
-        importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+        yield
     except ConfigError as exc:
         sys.stderr.write(f"maestro: configuration error: {exc}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
+
+
+def load_settings_or_exit() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maestro.settings")
+    with config_errors_exit():
+        importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])

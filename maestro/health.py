@@ -3,6 +3,8 @@
 Liveness touches nothing. Readiness checks each dependency on its own thread against one overall
 deadline, so a hung PostgreSQL or Redis turns into a 503 naming it within ~2 s instead of a hung
 probe. The checks open fresh connections with short connect timeouts, so their threads end too.
+The same checks run at each Prometheus scrape (`ReadinessCollector`), so the readiness alert does
+not need a separate prober.
 """
 
 from __future__ import annotations
@@ -57,6 +59,25 @@ def run_checks(checks: dict, deadline: float = READY_DEADLINE_SECONDS) -> dict[s
             results[name] = {"status": "up"}
     results_ms = round((time.monotonic() - started) * 1000, 1)
     return {"checks": results, "duration_ms": results_ms}
+
+
+class ReadinessCollector:
+    """`maestro_ready` and `maestro_readiness_check_up{check}`, checked when scraped."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        checks = run_checks(readiness_checks())["checks"]
+        ready = GaugeMetricFamily("maestro_ready", "1 when every readiness check passes (what /api/ready answers 200 for), else 0")
+        ready.add_metric([], 1.0 if all(result["status"] == "up" for result in checks.values()) else 0.0)
+        up = GaugeMetricFamily("maestro_readiness_check_up", "1 when the dependency answered the readiness check, else 0", labels=["check"])
+        for name, result in sorted(checks.items()):
+            up.add_metric([name], 1.0 if result["status"] == "up" else 0.0)
+        yield ready
+        yield up
+
+    def describe(self):
+        return []  # checked live; describing would run the checks at registration
 
 
 @require_GET

@@ -177,7 +177,7 @@ if bool(MCP_GRPC_TLS_CERT) != bool(MCP_GRPC_TLS_KEY):
     raise ConfigError("MCP_GRPC_TLS_CERT and MCP_GRPC_TLS_KEY must be set together (TLS needs both)")
 if MCP_GRPC_TLS_CA and not MCP_GRPC_TLS_CERT:
     raise ConfigError("MCP_GRPC_TLS_CA needs MCP_GRPC_TLS_CERT and MCP_GRPC_TLS_KEY (mTLS is on top of TLS)")
-# The gRPC process keeps its own counters, so it serves its own /metrics (HOST:PORT; unset: off).
+# Where run_grpc serves /metrics for all its worker processes (HOST:PORT; unset: off).
 MCP_GRPC_METRICS_BIND = env_bind("MCP_GRPC_METRICS_BIND", None)
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ORIGIN")
@@ -355,6 +355,12 @@ CELERY_BEAT_SCHEDULE = {
     "mcp-sessions-cleanup": {"task": "sessions_app.tasks.cleanup_expired_sessions", "schedule": float(MCP_SESSION_CLEANUP_INTERVAL_SECONDS)},
     "mcp-servers-health-probe": {"task": "mcp.tasks.probe_all_servers", "schedule": float(MCP_HEALTH_PROBE_INTERVAL_SECONDS)},
 }
+
+# Prometheus multiprocess mode: each door (web, gRPC) keeps its worker processes' metric files in
+# its own subdirectory, emptied when the door starts, and /metrics sums them (maestro.prometheus).
+METRICS_DIR = Path(_raw("MAESTRO_METRICS_DIR") or DATA_DIR / "metrics")
+if METRICS_DIR.exists() and not METRICS_DIR.is_dir():
+    raise ConfigError(f"MAESTRO_METRICS_DIR={str(METRICS_DIR)!r} is not a directory: give a folder the doors may write to")
 
 OTEL_EXPORTER_OTLP_ENDPOINT = env_url("OTEL_EXPORTER_OTLP_ENDPOINT", schemes={"http", "https"})
 OTEL_SERVICE_NAME = _raw("OTEL_SERVICE_NAME") or "maestro-mcp"

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from maestro import health
+from maestro import health, prometheus
 from sessions_app.operator_views import whoami
 
 handler400 = "maestro.api_errors.json_400"
@@ -17,7 +17,7 @@ urlpatterns = [
     path("api/health", health.health, name="health"),
     path("api/ready", health.ready, name="ready"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    path("metrics", prometheus.metrics_view, name="prometheus-django-metrics"),
 ]
 
 if settings.MAESTRO_MCP_ENABLED:

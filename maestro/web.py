@@ -11,7 +11,7 @@ exit status 2, not a crash loop of workers.
 
 from __future__ import annotations
 
-from maestro.config import load_settings_or_exit
+from maestro.config import config_errors_exit, load_settings_or_exit
 
 
 def main() -> None:
@@ -20,7 +20,10 @@ def main() -> None:
     from granian.constants import Interfaces, Loops
 
     from maestro import settings
+    from maestro.prometheus import door_start
 
+    with config_errors_exit():
+        door_start("web")  # before the workers start: /metrics sums them all
     host, _, port = settings.HTTP_BIND.rpartition(":")
     Granian(
         "maestro.asgi:application",
@@ -37,6 +40,9 @@ def main() -> None:
         # The access log is the app's own (JSON, redacted: maestro.logs); granian logs start/stop.
         log_access=False,
         workers_kill_timeout=20,
+        # A worker that dies is replaced (its counters stay in the door's metrics); granian still
+        # gives up on a worker that dies again within seconds of being replaced.
+        respawn_failed_workers=True,
     ).serve()
 
 

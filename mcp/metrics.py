@@ -1,4 +1,4 @@
-"""Prometheus metrics of the registry.
+"""Prometheus metrics of the registry (registered by McpConfig.ready()).
 
 Server health is read from the database when /metrics is scraped, not kept in a process-local
 gauge: the probes run in the Celery worker while /metrics is served by the web workers, so a gauge
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,12 +43,3 @@ class ServerHealthCollector(Collector):
     def describe(self):
         return []  # collected live; describing would run the query at registration
 
-
-_collector: ServerHealthCollector | None = None
-
-
-def register() -> None:
-    global _collector
-    if _collector is None:
-        _collector = ServerHealthCollector()
-        REGISTRY.register(_collector)

@@ -24,11 +24,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from maestro import adb, errors
+from maestro import adb, errors, metrics, telemetry
 from maestro.db import RowInserter
 from sessions_app import scopes as S
 from sessions_app import tokens
-from sessions_app.metrics import SESSIONS_CREATED, SESSIONS_REVOKED
 from sessions_app.models import McpSession
 from sessions_app.runs import validate_run_id
 from sessions_app.selectors import SessionRecord, session_get, store_unavailable
@@ -183,12 +182,21 @@ async def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None,
     """A new session for `run_id` and its token (returned once, never stored).
 
     Persisted: one INSERT (written by hand: maestro.db), no cache write. Not persisted: one Redis
-    round trip (the run index). Server names resolve from the registry's in-process cache.
+    round trip (the run index). Server names resolve from the registry's in-process cache. Traced
+    as `mcp.session.create` (run, scopes, servers, ttl; never the sid or the token).
     """
-    run_id = validate_run_id(run_id)
-    ttl = _validate_ttl(ttl_seconds)
-    scope_list = await _validate_scopes(scopes)
-    server_ids = await _resolve_servers(servers)
+    with telemetry.span("mcp.session.create", run=str(run_id)[:128]) as span:
+        run_id = validate_run_id(run_id)
+        ttl = _validate_ttl(ttl_seconds)
+        scope_list = await _validate_scopes(scopes)
+        server_ids = await _resolve_servers(servers)
+        span.set_attributes({"scopes": scope_list, "servers": server_ids, "ttl_seconds": ttl, "persist": settings.MCP_SESSIONS_PERSIST})
+        record, token = await _session_issue(run_id=run_id, ttl=ttl, scope_list=scope_list, server_ids=server_ids, created_by=created_by)
+    metrics.record_session(event="created")
+    return record, token
+
+
+async def _session_issue(*, run_id: str, ttl: int, scope_list: list[str], server_ids: list[str], created_by: str) -> tuple[SessionRecord, str]:
     issued_at = int(time.time())
     record = SessionRecord(
         sid=uuid.uuid4().hex,
@@ -227,7 +235,6 @@ async def session_create(*, run_id: str, scopes, servers=None, ttl_seconds=None,
                 await asyncio.to_thread(store.index_put, run_id, record.to_index(), keep)
         except StoreUnavailable:
             raise store_unavailable() from None
-    SESSIONS_CREATED.inc()
     return record, token
 
 
@@ -256,7 +263,18 @@ def _ended(sids: Iterable[str]) -> None:
 
 def session_revoke(*, run_id: str, sid: str) -> SessionRecord:
     """Revoke one session. Idempotent: revoking again re-publishes the key (which also repairs a
-    publication that failed) and counts nothing. Unknown sid, or another run's: NotFound."""
+    publication that failed) and counts nothing. Unknown sid, or another run's: NotFound.
+    Traced as `mcp.session.revoke` (run, whether it was revoked now; not the sid)."""
+    with telemetry.span("mcp.session.revoke", run=str(run_id)[:128]) as span:
+        record, newly = _revoke_one(run_id=run_id, sid=sid)
+        span.set_attribute("revoked", newly)
+    if newly:
+        metrics.record_session(event="revoked")
+        _ended([sid])
+    return record
+
+
+def _revoke_one(*, run_id: str, sid: str) -> tuple[SessionRecord, bool]:
     record = session_get(run_id=run_id, sid=sid)
     now = timezone.now()
     newly = record.revoked_at is None
@@ -272,15 +290,22 @@ def session_revoke(*, run_id: str, sid: str) -> SessionRecord:
             except StoreUnavailable:
                 raise store_unavailable() from None
     _publish([record])
-    if newly:
-        SESSIONS_REVOKED.inc()
-        _ended([sid])
-    return record
+    return record, newly
 
 
 def session_revoke_run(*, run_id: str) -> int:
-    """Revoke every live session of a run (the run ended). Returns how many were revoked now."""
-    run_id = validate_run_id(run_id)
+    """Revoke every live session of a run (the run ended). Returns how many were revoked now.
+    Traced as `mcp.session.revoke_run` (run, how many)."""
+    with telemetry.span("mcp.session.revoke_run", run=str(run_id)[:128]) as span:
+        records = _revoke_all(run_id=validate_run_id(run_id))
+        span.set_attribute("revoked", len(records))
+    if records:
+        metrics.record_session(event="revoked", count=len(records))
+        _ended(r.sid for r in records)
+    return len(records)
+
+
+def _revoke_all(*, run_id: str) -> list[SessionRecord]:
     now = timezone.now()
     if settings.MCP_SESSIONS_PERSIST:
         with transaction.atomic():
@@ -296,10 +321,7 @@ def session_revoke_run(*, run_id: str) -> int:
         except StoreUnavailable:
             raise store_unavailable() from None
     _publish(records)
-    if records:
-        SESSIONS_REVOKED.inc(len(records))
-        _ended(r.sid for r in records)
-    return len(records)
+    return records
 
 
 # --- cleanup ------------------------------------------------------------------------------------

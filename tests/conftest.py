@@ -1,5 +1,6 @@
-"""Shared fixtures: an API client with domain helpers, operator keys, and URL reloading for the
-kill switch. PostgreSQL and Redis come from tests.support.plugin."""
+"""Shared fixtures: an API client with domain helpers, operator keys, URL reloading for the kill
+switch, and one upstream MCP server (the official SDK, in a subprocess) for the session.
+PostgreSQL and Redis come from tests.support.plugin."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.urls import clear_url_caches
 from rest_framework.test import APIClient
 
 from sessions_app.apikeys import apikey_create
+from tests.upstreams.launch import start_sdk, wait_ready
 
 
 def _clear_caches() -> None:
@@ -47,6 +49,16 @@ def _clean_cache():
     _clear_caches()
     yield
     _clear_caches()
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """One SDK upstream (stateless, JSON answers) for the whole session: tools echo, add, sleep
+    (the slow tool), fail (an isError result), boom (a JSON-RPC error), ..."""
+    server = start_sdk("session-upstream", "--mode", "stateless", "--response", "json")
+    wait_ready(server)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

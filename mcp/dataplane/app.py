@@ -19,6 +19,7 @@ import logging
 import re
 
 from django.conf import settings
+from opentelemetry.trace import SpanKind
 
 from maestro import errors, telemetry
 from mcp.dataplane.lifecycle import data_plane_start, data_plane_stop
@@ -56,15 +57,18 @@ class DataPlane:
         if not request.host_allowed() or (handler == self.sessions and "x-api-key" not in request.headers):
             await self._to_django(scope, receive, send)
             return
-        try:
-            with telemetry.span("mcp/runs", **{"http.method": request.method, "http.route": "/api/maestro/v1/runs/"}):
+        route = f"/api/maestro/v1/runs/{{run_id}}/mcp/{scope['maestro.route']}"
+        with telemetry.span("mcp/runs", kind=SpanKind.SERVER, **{"http.request.method": request.method, "http.route": route}) as span:
+            try:
                 await handler(request, send)
-        except ClientGone:
-            self.respond.log(request, 499)
-        except errors.GatewayError as exc:
-            await self.respond.error(send, request, exc)
-        except Exception:
-            await self.respond.crash(send, request)
+            except ClientGone:
+                self.respond.log(request, 499)
+            except errors.GatewayError as exc:
+                await self.respond.error(send, request, exc)
+            except Exception:
+                await self.respond.crash(send, request)
+            if request.status:
+                span.set_attribute("http.response.status_code", request.status)
 
     async def _to_django(self, scope, receive, send) -> None:
         async def coroutine_receive():
@@ -80,7 +84,7 @@ class DataPlane:
             return None
         handler = self._routes.get((scope["method"], match.group(2)))
         if handler is not None:
-            scope["maestro.run_id"] = match.group(1)
+            scope["maestro.run_id"], scope["maestro.route"] = match.group(1), match.group(2)
         return handler
 
     # --- the routes --------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Request:
     path: str
     headers: dict[str, str]
     started: float = field(default_factory=time.perf_counter)
+    status: int = 0  # the status answered, once it is
 
     @classmethod
     def of(cls, scope: dict, receive) -> Request:
@@ -130,6 +131,7 @@ class Responder:
         await self.json(send, request, 500, error_body("internal_error", "internal error"))
 
     def log(self, request: Request, status: int) -> None:
+        request.status = status
         if self.log_requests and access_log.isEnabledFor(logging.INFO):
             access_log.info("request", extra={
                 "method": request.method, "path": request.path, "query": request.scope.get("query_string", b"").decode("latin-1"),

@@ -15,6 +15,7 @@ import time
 
 import grpc
 
+from maestro.metrics import record_grpc_call
 from mcp.grpc import metrics
 from mcp.grpc.status import ERROR_CODE_KEY, OVERLOADED
 
@@ -70,8 +71,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
 
     def _record(self, name: str, code: str, started: float, context) -> None:
         elapsed = time.perf_counter() - started
-        metrics.GRPC_REQUESTS.labels(name, code).inc()
-        metrics.GRPC_LATENCY.labels(name).observe(elapsed)
+        record_grpc_call(method=name, code=code, seconds=elapsed)
         if self.log_requests and access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "grpc",

@@ -223,6 +223,8 @@ def serve_workers(*, workers: int, **serve_options) -> int:
     children = [context.Process(target=_worker, args=(index, serve_options), name=f"grpc-worker-{index}") for index in range(workers)]
     for child in children:
         child.start()
+    # One /metrics for all workers, from this process (after the fork: no server thread to copy).
+    metrics.serve_metrics(serve_options.get("metrics_bind"))
     stop = wait_for_signal_event()
     while not stop.wait(0.5):
         if any(child.exitcode is not None for child in children):
@@ -240,12 +242,7 @@ def serve_workers(*, workers: int, **serve_options) -> int:
 
 
 def _worker(index: int, serve_options: dict) -> None:
-    metrics_bind = serve_options.get("metrics_bind")
-    if metrics_bind:
-        # One metrics endpoint per worker process: PORT, PORT+1, ... (each counts its own calls).
-        host, _, port = metrics_bind.rpartition(":")
-        serve_options = {**serve_options, "metrics_bind": f"{host}:{int(port) + index}"}
-    serve(**serve_options, shared_port=True)
+    serve(**{**serve_options, "metrics_bind": None}, shared_port=True)  # the parent serves /metrics
     logging.shutdown()
     # Skip Python's exit: nothing left to wait for, and atexit handlers of the parent do not apply.
     os._exit(0)

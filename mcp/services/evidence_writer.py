@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from maestro import adb, errors
+from maestro import adb, errors, metrics
 from maestro.bridge import per_loop
 from maestro.db import RowInserter
 from mcp.models import Invocation
@@ -135,7 +135,7 @@ class EvidenceWriter:
         if written:
             self.batches += 1
             self.last_batch_size = written
-            _observe(written, time.perf_counter() - started)
+        metrics.record_evidence_write(seconds=time.perf_counter() - started, rows=max(written, len(pending)), ok=written == len(pending))
 
     async def _write_optimistic(self, database, pending: list[_Pending], runs: list[str]) -> int:
         """One round trip: the rows chained onto the heads this process remembers."""
@@ -282,16 +282,6 @@ def _heads_query(runs: list[str]) -> tuple[str, list[str]]:
         f"AND seq = (SELECT MAX(seq) FROM {_TABLE} WHERE run_id = head.run_id)",
         list(runs),
     )
-
-
-def _observe(rows: int, seconds: float) -> None:
-    try:
-        from mcp import invocation_metrics
-    except ImportError:
-        return
-    observe = getattr(invocation_metrics, "evidence_batch_observe", None)
-    if observe is not None:
-        observe(rows=rows, seconds=seconds)
 
 
 writer = per_loop(EvidenceWriter)

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 
-from maestro import aredis, errors, telemetry
+from maestro import aredis, errors, metrics, telemetry
 from mcp import policy
 from mcp.canonical import digest
-from mcp.invocation_metrics import INVOCATION_SECONDS, INVOCATIONS, POLICY_DECISIONS
 from mcp.receipts import Decision, receipt_issue
 from mcp.services import catalog
 from mcp.services.evidence import EvidenceEntry
@@ -81,7 +80,7 @@ class _Attempt:
         self.started = time.perf_counter()
 
     def decide(self, decision: Decision) -> Decision:
-        POLICY_DECISIONS.labels("allow" if decision.allow else "deny", decision.engine).inc()
+        metrics.record_policy_decision(allow=decision.allow, engine=decision.engine)
         self.receipt = receipt_issue(
             decision=decision, input_digest=digest(self.policy_input()), run_id=self.run_id,
             sid=self.claims.sid, server=self.server_name, tool=self.tool,
@@ -108,8 +107,12 @@ class _Attempt:
                 error_code=error_code, is_error=is_error, latency_us=latency_us, receipt=self.receipt, transport=self.transport,
             )
         )
-        INVOCATIONS.labels("success" if status == "success" else "error", self.server_name).inc()
-        INVOCATION_SECONDS.labels(self.server_name).observe(latency_us / 1_000_000)
+        seconds = latency_us / 1_000_000
+        metrics.record_invocation(status="success" if status == "success" else "error", server=self.server_name, seconds=seconds)
+        metrics.record_server_operation(
+            method="tools/call", tool=self.tool, transport="tcp", seconds=seconds,
+            error_type=error_code or ("tool_error" if is_error else None),
+        )
         return row
 
 
@@ -223,11 +226,12 @@ async def tool_invoke(
         arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
         attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
         try:
-            async with session_slot(sid=claims.sid):
-                return await _authorized_call(
-                    attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
-                    meta=meta, on_message=on_message,
-                )
+            with metrics.invocation_in_flight(transport=transport):
+                async with session_slot(sid=claims.sid):
+                    return await _authorized_call(
+                        attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
+                        meta=meta, on_message=on_message,
+                    )
         except errors.GatewayError as exc:
             denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
             await attempt.record(status="denied" if denied else "error", error_code=exc.code)
@@ -272,9 +276,18 @@ async def _authorized_call(
     if not decision.allow:
         raise _denied(decision, attempt.receipt)
 
-    result = await get_client().call_tool(
-        server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s,
-        meta=meta, on_message=on_message,
+    started = time.perf_counter()
+    try:
+        result = await get_client().call_tool(
+            server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s,
+            meta=meta, on_message=on_message,
+        )
+    except errors.GatewayError as exc:
+        metrics.record_client_operation(method="tools/call", tool=attempt.tool, error_type=exc.code, transport="tcp", seconds=time.perf_counter() - started)
+        raise
+    metrics.record_client_operation(
+        method="tools/call", tool=attempt.tool, transport="tcp", seconds=time.perf_counter() - started,
+        error_type="tool_error" if result.get("isError") else None,
     )
     try:
         result_digest = digest(result)

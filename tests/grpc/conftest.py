@@ -1,4 +1,4 @@
-"""Fixtures for the gRPC door: a real upstream MCP server (SDK, subprocess), the gateway's gRPC
+"""Fixtures for the gRPC door: (with tests/conftest.py's SDK `upstream`) the gateway's gRPC
 server in this process or as `manage.py run_grpc`, sessions and servers made through the HTTP API
 as an operator would, and a real grpc client over loopback.
 
@@ -9,8 +9,10 @@ transaction.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -23,16 +25,6 @@ from tests.conftest import make_key
 from tests.grpc.certs import make_pki
 from tests.support.processes import PYTHON, ROOT, project_env
 from tests.support.services import free_port, wait_for_port
-from tests.upstreams.launch import start_sdk, wait_ready
-
-
-@pytest.fixture(scope="session")
-def upstream():
-    """One SDK upstream for the whole session; its `sleep` tool is the slow tool."""
-    server = start_sdk("grpc-upstream", "--mode", "stateless", "--response", "json")
-    wait_ready(server)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +135,11 @@ class GrpcProcess:
         self.port = free_port()
         self.args = args
         # One worker unless a test asks for more: the lifecycle tests watch one process's signals and metrics.
-        self.env = project_env(**{"MCP_GRPC_BIND": f"127.0.0.1:{self.port}", "MCP_GRPC_WORKERS": "1", **env})
+        # A metrics folder of its own (a door empties its folder when it starts).
+        self.metrics_dir = tempfile.mkdtemp(prefix="maestro-metrics-")
+        self.env = project_env(**{
+            "MCP_GRPC_BIND": f"127.0.0.1:{self.port}", "MCP_GRPC_WORKERS": "1", "MAESTRO_METRICS_DIR": self.metrics_dir, **env,
+        })
         self.process: subprocess.Popen | None = None
         self.output = ""
 
@@ -173,6 +169,7 @@ class GrpcProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.output += self.process.communicate()[0]
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def __enter__(self) -> "GrpcProcess":
         return self.start()

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from mcp.models import Invocation
 from tests.grpc.conftest import Client, GrpcProcess, channel_to, rpc_error
+from tests.support.metrics import scrape
 from tests.support.processes import PYTHON, ROOT
 from tests.support.services import free_port
 
@@ -153,7 +154,7 @@ def test_a_busy_port_stops_the_start_naming_the_bind_variable():
 
 def test_worker_processes_share_the_port_and_all_stop_on_sigterm(operator, registered, run_id):
     metrics_port = free_port()
-    # Given run_grpc with two worker processes (and a metrics endpoint each: PORT and PORT+1)
+    # Given run_grpc with two worker processes and its one metrics endpoint
     with GrpcProcess(MCP_GRPC_WORKERS="2", MCP_GRPC_METRICS_BIND=f"127.0.0.1:{metrics_port}") as process:
         children = subprocess.run(["pgrep", "-P", str(process.process.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 2
@@ -164,14 +165,14 @@ def test_worker_processes_share_the_port_and_all_stop_on_sigterm(operator, regis
             response, _ = Client(channel, session).invoke(run_id, registered["name"], "echo", {"text": f"call {n}"})
             assert response.result["content"][0]["text"] == f"call {n}"
             channel.close()
-        # Then every call is served and recorded, and the workers' metrics add up to the calls
+        # Then every call is served and recorded, and one scrape (served by the parent, which
+        # serves no call itself) adds up both workers' counters and gauges
         assert Invocation.objects.filter(run_id=run_id).count() == 12
-        counted = 0.0
-        for port in (metrics_port, metrics_port + 1):
-            for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-                if line.startswith('mcp_grpc_requests_total{code="OK",method="Invoke"}'):
-                    counted += float(line.split()[-1])
-        assert counted == 12
+        page = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert page.value("mcp_grpc_requests_total", code="OK", method="Invoke") == 12
+        assert page.value("mcp_invocations_total", status="success", server=registered["name"]) == 12
+        assert page.value("mcp_grpc_max_in_flight") == 2 * 64 and page.value("mcp_grpc_in_flight") == 0
+        assert page.value("maestro_door_processes") == 3
         # When SIGTERM arrives, the parent stops both workers and exits cleanly
         code = process.terminate()
     assert code == 0, process.output

@@ -10,18 +10,9 @@ from prometheus_client import REGISTRY
 
 from mcp.models import Invocation
 from tests.grpc.conftest import rpc_error
+from tests.support.services import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until(predicate, timeout: float, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def echo_succeeds(client, run_id, server) -> bool:

@@ -47,6 +47,14 @@ def test_a_bad_bind_address_stops_the_web_server():
     assert_one_line_config_error(result, "MAESTRO_HTTP_BIND")
 
 
+def test_a_metrics_folder_the_web_door_cannot_create_stops_it_before_its_workers():
+    result = subprocess.run(
+        [PYTHON, "-m", "maestro.web"], cwd=ROOT, env=project_env(MAESTRO_METRICS_DIR="/proc/maestro-metrics"),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert_one_line_config_error(result, "MAESTRO_METRICS_DIR", "cannot prepare /proc/maestro-metrics/web")
+
+
 @pytest.mark.parametrize(
     "variable, value, expected",
     [
@@ -63,6 +71,7 @@ def test_a_bad_bind_address_stops_the_web_server():
         ("MCP_GRPC_BIND", "127.0.0.1", "HOST:PORT"),
         ("MCP_GRPC_METRICS_BIND", "127.0.0.1:metrics", "HOST:PORT"),
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
+        ("MAESTRO_METRICS_DIR", str(ROOT / "manage.py"), "is not a directory"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):

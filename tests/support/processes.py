@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.services import free_port, wait_for_port
+from tests.support.services import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -49,7 +49,10 @@ class WebServer:
 
     def __init__(self, env: dict[str, str]):
         self.port = free_port()
-        self.env = {**env, "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.port}"}
+        # A metrics folder of its own: a door empties its folder when it starts, and tests may run
+        # two web doors at once.
+        self.metrics_dir = tempfile.mkdtemp(prefix="maestro-metrics-")
+        self.env = {"MAESTRO_METRICS_DIR": self.metrics_dir, **env, "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.port}"}
         self.process: subprocess.Popen | None = None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -73,13 +76,8 @@ class WebServer:
         return self.log_file.read()
 
     def __exit__(self, *exc) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 def timed(fn):

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from maestro.config import ConfigError
+from maestro.prometheus import door_start
 from mcp.grpc.server import load_tls, serve, serve_workers, wait_for_signal_event
 
 DISABLED = "MAESTRO_MCP_ENABLED=false: the gRPC gateway is disabled and does not serve (set MAESTRO_MCP_ENABLED=true to enable it)"
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                 pass
             return
         try:
+            door_start("grpc")  # before the workers fork: MCP_GRPC_METRICS_BIND sums them all
             tls = load_tls(cert=settings.MCP_GRPC_TLS_CERT, key=settings.MCP_GRPC_TLS_KEY, ca=settings.MCP_GRPC_TLS_CA)
             options = dict(
                 bind=settings.MCP_GRPC_BIND, max_in_flight=settings.MCP_GRPC_MAX_IN_FLIGHT,
