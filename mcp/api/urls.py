@@ -15,4 +15,5 @@ urlpatterns: list = [
     path("runs/<str:run_id>/mcp/invoke", invoke_views.invoke, name="mcp-invoke"),
     path("runs/<str:run_id>/mcp/tools", invoke_views.tools, name="mcp-run-tools"),
     path("runs/<str:run_id>/mcp/evidence", evidence_views.run_evidence, name="mcp-run-evidence"),
+    path("runs/<str:run_id>/mcp/evidence/export", evidence_views.run_evidence_export, name="mcp-run-evidence-export"),
 ]
