@@ -366,10 +366,15 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The pages' stylesheet and script are also served straight from the app folders, so a web process
+# started without `collectstatic` (tests, a checkout run by hand) still has them; whitenoise reads
+# them once at start either way.
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = MCP_MAX_REQUEST_BYTES
 SESSION_COOKIE_HTTPONLY = True
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "pages-login"
+LOGIN_REDIRECT_URL = "pages-registry"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -73,12 +73,14 @@ def server_get(*, ref: str) -> McpServer:
         raise NotFound("no MCP server with that id or name", code="server_not_found") from None
 
 
-def server_list(*, tag: str | None = None, enabled: bool | None = None, search: str | None = None):
+def server_list(*, tag: str | None = None, enabled: bool | None = None, search: str | None = None, health: str | None = None):
     servers = McpServer.objects.all()
     if tag:
         servers = servers.filter(tag_index__contains=f"|{tag}|")
     if enabled is not None:
         servers = servers.filter(enabled=enabled)
+    if health:
+        servers = servers.filter(health_status=health)
     if search:
         servers = servers.filter(name__icontains=search)
     return servers.order_by("name")
@@ -137,6 +139,11 @@ def server_set_enabled(*, servers, enabled: bool) -> int:
     for server_id in ids:
         registry_changed(server_id=server_id)
     return count
+
+
+def server_enable(*, server: McpServer, enabled: bool) -> None:
+    server_set_enabled(servers=McpServer.objects.filter(pk=server.pk), enabled=enabled)
+    server.enabled = enabled
 
 
 def registry_changed(*, server_id) -> None:
