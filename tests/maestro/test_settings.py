@@ -63,6 +63,7 @@ def test_a_bad_bind_address_stops_the_web_server():
         ("MCP_GRPC_BIND", "127.0.0.1", "HOST:PORT"),
         ("MCP_GRPC_METRICS_BIND", "127.0.0.1:metrics", "HOST:PORT"),
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
+        ("MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS", "1", "between 5 and"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):

@@ -220,3 +220,21 @@ def test_an_exported_walk_and_the_full_check_agree():
     assert walked.outcome() == {"chain": "valid", "length": 25, "head": rows[-1]["hash"]}
     rows[9]["run_id"] = "another-run"
     assert chain.chain_walk_full(rows=rows, run_id=RUN).outcome()["reason"] == "row 10 belongs to run 'another-run'"
+
+
+def test_the_beat_task_verifies_new_chains_once_at_a_time():
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from mcp import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["mcp-evidence-verify"]["task"] == tasks.verify_evidence_chains.name
+    write_chain(RUN, 30)
+    # While a round is running, another is a no-op
+    cache.add(tasks.VERIFY_LOCK_KEY, 1, 60)
+    assert tasks.verify_evidence_chains() == {}
+    cache.delete(tasks.VERIFY_LOCK_KEY)
+    # Otherwise it verifies, and remembers when it started for the next round's search
+    assert tasks.verify_evidence_chains() == {"advanced": 1, "rechecked": 0}
+    assert EvidenceChain.objects.get(run_id=RUN).verified_seq == 30
+    assert cache.get(tasks.VERIFY_SINCE_KEY) is not None and cache.get(tasks.VERIFY_LOCK_KEY) is None
