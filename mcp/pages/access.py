@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView, redirect_to_login
+from django.db import DatabaseError
 from django.http import JsonResponse
 from django.shortcuts import render
 
@@ -15,6 +17,8 @@ from maestro.api_errors import error_body, status_for
 from maestro.errors import GatewayError
 from sessions_app import scopes as S
 from sessions_app.principals import operator_for
+
+logger = logging.getLogger("mcp.pages")
 
 
 class OperatorLoginForm(AuthenticationForm):
@@ -40,37 +44,46 @@ class SignInView(LoginView):
 
 def operator_page(scope: str | None = None, *, json: bool = False):
     """Guards a page view: any operator scope, or `scope` when given. Domain errors raised by the
-    view become an error page (or the API's JSON error for `json` views) with their status."""
+    view become an error page (or the API's JSON error for `json` views) with their status; a
+    database outage is a 503 page, not a 500."""
 
     def decorate(view):
         @wraps(view)
         def guarded(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                if json:
-                    return JsonResponse(error_body("unauthenticated", "sign in first"), status=401)
-                return redirect_to_login(request.get_full_path())
-            operator = operator_for(request.user)
-            if operator is None or not operator.has_any_operator_scope():
-                return refuse(request, "Your account holds no operator role.", json=json)
-            if scope is not None and not operator.has_scope(scope):
-                return refuse(request, f"This needs the scope {scope} or the ADMIN role.", json=json)
-            request.operator = operator
             try:
-                return view(request, *args, **kwargs)
+                return _guarded(view, scope, json, request, *args, **kwargs)
             except GatewayError as exc:
+                return failure(request, exc.code, exc.message, status_for(exc), json=json)
+            except DatabaseError:
+                logger.exception("database unavailable while serving %s", request.path)
                 if json:
-                    return JsonResponse(error_body(exc.code, exc.message), status=status_for(exc))
-                return page(request, "pages/error.html", {"code": exc.code, "message": exc.message}, status=status_for(exc))
+                    return JsonResponse(error_body("database_unavailable", "the database is unavailable; retry shortly"), status=503)
+                # A page of its own: the usual header would ask the database who is signed in.
+                return render(request, "pages/unavailable.html", status=503)
 
         return guarded
 
     return decorate
 
 
-def refuse(request, message: str, *, json: bool = False):
+def _guarded(view, scope, json, request, *args, **kwargs):
+    if not request.user.is_authenticated:
+        if json:
+            return JsonResponse(error_body("unauthenticated", "sign in first"), status=401)
+        return redirect_to_login(request.get_full_path())
+    operator = operator_for(request.user)
+    if operator is None or not operator.has_any_operator_scope():
+        return failure(request, "forbidden", "Your account holds no operator role.", 403, json=json)
+    if scope is not None and not operator.has_scope(scope):
+        return failure(request, "forbidden", f"This needs the scope {scope} or the ADMIN role.", 403, json=json)
+    request.operator = operator
+    return view(request, *args, **kwargs)
+
+
+def failure(request, code: str, message: str, status: int, *, json: bool = False):
     if json:
-        return JsonResponse(error_body("forbidden", message), status=403)
-    return page(request, "pages/error.html", {"code": "forbidden", "message": message}, status=403)
+        return JsonResponse(error_body(code, message), status=status)
+    return page(request, "pages/error.html", {"code": code, "message": message}, status=status)
 
 
 def page(request, template: str, context: dict | None = None, *, status: int = 200):

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from maestro.errors import GatewayError, InvalidInput
 from mcp import selectors
 from mcp.models import TAG_RE, McpServer
-from mcp.pages.access import operator_page, page
+from mcp.pages.access import failure, operator_page, page
 from mcp.services import registry
 from mcp.templatetags.pages import health_words
 from sessions_app import scopes as S
@@ -90,7 +90,7 @@ def server_detail(request, ref: str):
 def server_action(request, ref: str, action: str):
     server = registry.server_get(ref=ref)
     if action not in ACTIONS or (request.method == "GET" and action not in CONFIRM):
-        return page(request, "pages/error.html", {"code": "not_found", "message": f"no action {action!r}"}, status=404)
+        return failure(request, "not_found", f"no action {action!r}", 404)
     if request.method == "GET":
         return page(request, "registry/confirm.html", {"server": server, "action": action})
     level, text = _perform(server, action)

@@ -28,9 +28,9 @@ from mcp.models import EvidenceChain, Invocation
 from mcp.services.evidence import GENESIS, HASHED_FIELDS, row_hash
 
 ROW_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
-CHUNK = 500
+CHUNK = 250
 MAX_NAMES = {"servers": 100, "tools": 300}
-PAGE_BUDGET_S = 0.04  # hashing one request may do (a chunk at least; about 1,000 rows here) before it answers "pending"
+PAGE_BUDGET_S = 0.03  # hashing one request may do (a chunk at least; 500 to 1,000 rows here) before it answers "pending"
 STATUS_COUNTER = {"success": "successes", "error": "errors", "denied": "denials"}
 
 

@@ -19,7 +19,7 @@ from sessions_app.runs import validate_run_id
 from sessions_app.selectors import ACTIVE, SessionRecord
 
 SESSIONS_SHOWN = 50
-STATUSES = ("success", "error", "denied")
+STATUSES = tuple(value for value, _ in Invocation.STATUS_CHOICES)
 
 
 @dataclass(frozen=True)

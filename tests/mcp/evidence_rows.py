@@ -41,11 +41,11 @@ def chain_rows(run_id: str, count: int, *, start: datetime | None = None, first_
         yield fields
 
 
-def write_chain(run_id: str, count: int, **options) -> list[str]:
-    """Write `count` chained rows for `run_id` with PostgreSQL COPY; returns their hashes."""
-    hashes = []
+def write_chain(run_id: str, count: int, **options) -> str:
+    """Write `count` chained rows for `run_id` with PostgreSQL COPY; returns the last one's hash."""
+    head = options.get("prev_hash", GENESIS)
     with connection.cursor() as cursor, cursor.copy(f"COPY mcp_invocations ({', '.join(COLUMNS)}) FROM STDIN") as copy:
         for row in chain_rows(run_id, count, **options):
             copy.write_row([row[name] for name in COLUMNS])
-            hashes.append(row["hash"])
-    return hashes
+            head = row["hash"]
+    return head

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 RUN = "run-chain"
 
 
-def extend(run_id: str, count: int) -> list[str]:
+def extend(run_id: str, count: int) -> str:
     """Append `count` valid rows to the run's chain."""
     head = Invocation.objects.filter(run_id=run_id).order_by("-seq").first()
     return write_chain(run_id, count, first_seq=head.seq + 1, prev_hash=head.hash)

@@ -81,9 +81,12 @@ class Browser:
         self.find("form button[type=submit]").click()
         self.wait(lambda driver: urlsplit(driver.current_url).path == path, message="signing in must lead back to the page asked for")
 
-    def screenshot(self, name: str) -> Path:
-        """The whole page, not just the window."""
+    def screenshot(self, name: str, *, whole_page: bool = True) -> Path:
+        """The whole page (or what the window shows)."""
         path = OUTPUT / f"{name}.png"
+        if not whole_page:
+            self.driver.save_screenshot(str(path))
+            return path
         size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip})

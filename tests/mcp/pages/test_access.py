@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 
-from tests.conftest import reload_urls
 from tests.mcp.evidence_rows import write_chain
 from tests.mcp.pages.helpers import PASSWORD, action_buttons, operator, server, session, text
 
@@ -134,17 +133,23 @@ def test_the_sign_in_form_needs_the_csrf_token(django_user_model):
     assert Client(enforce_csrf_checks=True).post("/login", {"username": "oncall", "password": PASSWORD}).status_code == 403
 
 
-@pytest.fixture
-def mcp_disabled(settings):
-    settings.MAESTRO_MCP_ENABLED = False
-    reload_urls()
-    yield
-    settings.MAESTRO_MCP_ENABLED = True
-    reload_urls()
-
-
 @pytest.mark.parametrize("path", ["/login", "/", *PAGES, *POLLS])
 def test_the_kill_switch_removes_the_pages(client, django_user_model, world, mcp_disabled, path):
     client.force_login(operator(django_user_model, staff=True))
     response = client.get(path)
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_a_database_failure_is_a_503_page_not_a_500(client, django_user_model, monkeypatch):
+    from django.db import OperationalError
+
+    from mcp.services import registry
+
+    client.force_login(operator(django_user_model, staff=True))
+
+    def down(**_):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(registry, "server_list", down)
+    response = client.get("/mcp/registry")
+    assert response.status_code == 503 and "Temporarily unavailable" in text(response)

@@ -176,7 +176,7 @@ def test_a_tampered_row_on_screen_breaks_the_badge_and_is_marked(admin):
     with connection.cursor() as cursor:
         cursor.execute("UPDATE mcp_invocations SET error_code = 'x' WHERE run_id = %s AND seq = 28", [RUN])
     page = tab(admin)
-    assert "chain broken at #28" in text(page)
+    assert "chain broken at #28" in text(page) and "Row #28: row content does not match its hash." in text(page)
     assert re.search(r'<tr class="broken-row">\s*<td><a href="/studio/runs/run-studio/evidence/28">', page.content.decode())
     assert "chain broken at #28" in text(tab(admin, before=5)), "recorded: every later view says so"
 
