@@ -110,9 +110,15 @@ def test_an_edited_export_fails_offline_verification_at_the_edited_row(admin_api
     assert result.returncode == 1 and "chain BROKEN at seq 7: row content does not match its hash" in result.stderr
 
 
+ROW = {**{name: "x" for name in evidence_chain.ROW_FIELDS}, "seq": 1, "latency_us": 5, "is_error": False}
+
+
 @pytest.mark.parametrize("content, message", [
     (b"not json\n", "line 1: not JSON"),
+    (b"[1, 2]\n", "line 1: not a JSON object"),
     (b'{"seq": 1}\n', "line 1: no 'id' field"),
+    (json.dumps({**ROW, "seq": "1"}).encode(), "line 1: 'seq' must be a JSON integer"),
+    (json.dumps({**ROW, "status": ["success"]}).encode(), "line 1: 'status' must be a JSON string"),
     (b"", "no evidence rows in the file"),
 ])
 def test_a_file_that_is_not_an_export_is_refused_clearly(tmp_path, content, message):
@@ -120,6 +126,17 @@ def test_a_file_that_is_not_an_export_is_refused_clearly(tmp_path, content, mess
     path.write_bytes(content)
     result = run_manage("mcp_evidence", "verify", "--file", str(path))
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_export_can_be_verified_from_stdin(admin_api):
+    import subprocess
+
+    from tests.support.processes import PYTHON, ROOT
+
+    write_chain(RUN, 5)
+    result = subprocess.run([PYTHON, "manage.py", "mcp_evidence", "verify", "--file", "-"], input=export(admin_api), cwd=ROOT,
+                            env=project_env(), capture_output=True, timeout=60)
+    assert result.returncode == 0 and b"chain valid (5 rows" in result.stdout
 
 
 def test_a_file_of_another_run_is_refused(admin_api, tmp_path):
