@@ -141,6 +141,7 @@ MCP_SESSIONS_PERSIST = env_bool("MCP_SESSIONS_PERSIST", False)
 MCP_SESSION_MAX_IN_FLIGHT = env_int("MCP_SESSION_MAX_IN_FLIGHT", 32, minimum=1, maximum=100_000)
 MCP_SESSION_CLEANUP_INTERVAL_SECONDS = env_int("MCP_SESSION_CLEANUP_INTERVAL_SECONDS", 300, minimum=5, maximum=86_400)
 MCP_HEALTH_PROBE_INTERVAL_SECONDS = env_int("MCP_HEALTH_PROBE_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
+MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS = env_int("MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS", 30, minimum=5, maximum=86_400)
 MCP_TOOLS_CACHE_TTL_SECONDS = env_int("MCP_TOOLS_CACHE_TTL_SECONDS", 300, minimum=1, maximum=86_400)
 MCP_UPSTREAM_MAX_RESPONSE_BYTES = env_int("MCP_UPSTREAM_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024)
 MCP_UPSTREAM_MAX_CONNECTIONS = env_int("MCP_UPSTREAM_MAX_CONNECTIONS", 100, minimum=1, maximum=10_000)
@@ -354,6 +355,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "mcp-sessions-cleanup": {"task": "sessions_app.tasks.cleanup_expired_sessions", "schedule": float(MCP_SESSION_CLEANUP_INTERVAL_SECONDS)},
     "mcp-servers-health-probe": {"task": "mcp.tasks.probe_all_servers", "schedule": float(MCP_HEALTH_PROBE_INTERVAL_SECONDS)},
+    "mcp-evidence-verify": {"task": "mcp.tasks.verify_evidence_chains", "schedule": float(MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS)},
 }
 
 # Prometheus multiprocess mode: each door (web, gRPC) keeps its worker processes' metric files in
@@ -376,10 +378,15 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The pages' stylesheet and script are also served straight from the app folders, so a web process
+# started without `collectstatic` (tests, a checkout run by hand) still has them; whitenoise reads
+# them once at start either way.
+WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = MCP_MAX_REQUEST_BYTES
 SESSION_COOKIE_HTTPONLY = True
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "pages-login"
+LOGIN_REDIRECT_URL = "pages-registry"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

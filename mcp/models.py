@@ -205,3 +205,36 @@ class Invocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.server_name}/{self.tool} {self.status}"
+
+
+class EvidenceChain(models.Model):
+    """How far one run's evidence chain has been verified (mcp.services.evidence_chain), so a page
+    or an API call hashes only the rows added since, never the whole chain again. Also the run's
+    summary for the run index: counts by status, and the servers and tools its calls named."""
+
+    run_id = models.CharField(primary_key=True, max_length=128)
+    verified_seq = models.PositiveBigIntegerField(default=0)  # rows 1..verified_seq verified; 0: none yet
+    verified_hash = models.CharField(max_length=64, blank=True, default="")  # the hash of row verified_seq
+    verified_at = models.DateTimeField(null=True, blank=True)  # when verification last moved on
+    # When the last walk from #1 began: an edit made before it would have been found.
+    full_check_at = models.DateTimeField(null=True, blank=True)
+    # A walk from #1 over the verified rows in progress (periodic, or asked for): how far it got.
+    recheck_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    recheck_hash = models.CharField(max_length=64, blank=True, default="")
+    recheck_started_at = models.DateTimeField(null=True, blank=True)
+    broken_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    broken_reason = models.CharField(max_length=200, blank=True, default="")
+    successes = models.PositiveBigIntegerField(default=0)  # among the verified rows
+    errors = models.PositiveBigIntegerField(default=0)
+    denials = models.PositiveBigIntegerField(default=0)
+    servers = models.JSONField(default=list, blank=True)  # names seen in verified rows (bounded)
+    tools = models.JSONField(default=list, blank=True)
+    last_call_at = models.DateTimeField(null=True, blank=True)  # the newest call seen, verified or not
+
+    class Meta:
+        db_table = "mcp_evidence_chains"
+        indexes = [models.Index(fields=["-last_call_at"], name="mcp_evidence_chain_recent_idx")]
+        verbose_name = "evidence chain"
+
+    def __str__(self) -> str:
+        return f"{self.run_id} verified through #{self.verified_seq}"

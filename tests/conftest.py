@@ -90,3 +90,13 @@ def reload_urls() -> None:
     for name in ["maestro.urls"]:
         if name in sys.modules:
             importlib.reload(sys.modules[name])
+
+
+@pytest.fixture
+def mcp_disabled(settings):
+    """MAESTRO_MCP_ENABLED=false for one test, URLs rebuilt as a restart would."""
+    settings.MAESTRO_MCP_ENABLED = False
+    reload_urls()
+    yield
+    settings.MAESTRO_MCP_ENABLED = True
+    reload_urls()

@@ -14,4 +14,5 @@ router.register("mcp/servers", McpServerViewSet, basename="mcp-server")
 urlpatterns: list = [
     *router.urls,
     path("runs/<str:run_id>/mcp/evidence", evidence_views.run_evidence, name="mcp-run-evidence"),
+    path("runs/<str:run_id>/mcp/evidence/export", evidence_views.run_evidence_export, name="mcp-run-evidence-export"),
 ]

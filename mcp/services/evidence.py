@@ -58,15 +58,9 @@ def row_hash(*, prev_hash: str, fields: dict) -> str:
 
 
 def evidence_verify(*, run_id: str) -> dict:
-    """{"chain": "valid", "length": n} or {"chain": "broken", "at_seq": n, "reason": ...}."""
-    prev_hash, expected_seq, count = GENESIS, 1, 0
-    for row in Invocation.objects.filter(run_id=run_id).order_by("seq").iterator(chunk_size=2000):
-        fields = {name: getattr(row, name) for name in HASHED_FIELDS}
-        if row.seq != expected_seq:
-            return {"chain": "broken", "at_seq": expected_seq, "reason": f"row {expected_seq} is missing (next is {row.seq})", "length": count}
-        if row.prev_hash != prev_hash:
-            return {"chain": "broken", "at_seq": row.seq, "reason": "prev_hash does not match the previous row's hash", "length": count}
-        if row_hash(prev_hash=prev_hash, fields=fields) != row.hash:
-            return {"chain": "broken", "at_seq": row.seq, "reason": "row content does not match its hash", "length": count}
-        prev_hash, expected_seq, count = row.hash, expected_seq + 1, count + 1
-    return {"chain": "valid", "length": count, "head": prev_hash if count else None}
+    """The full check, every row from #1: {"chain": "valid", "length": n, "head": hash} or
+    {"chain": "broken", "at_seq": n, "reason": ..., "length": rows before the break}. Pages and
+    the API verify incrementally instead (mcp.services.evidence_chain, which holds the one walk)."""
+    from mcp.services.evidence_chain import chain_rows, chain_walk_full  # it builds on this module
+
+    return chain_walk_full(rows=chain_rows(run_id=run_id)).outcome()

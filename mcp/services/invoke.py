@@ -31,6 +31,7 @@ from mcp.services import catalog
 from mcp.services.evidence import EvidenceEntry
 from mcp.services.evidence_writer import evidence_append
 from mcp.services.limits import session_slot
+from mcp.services.toolview import tools_callable
 from mcp.upstream import wire
 from mcp.upstream.client import get_client
 from sessions_app.tokens import SessionClaims
@@ -310,22 +311,12 @@ async def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
     claims = await session_authenticate(token=token, run_id=run_id)
     if policy.builtin_check_scope(session_scopes=claims.scopes) and "mcp:tools" not in claims.scopes:
         raise errors.Forbidden("session lacks scope 'mcp:invoke' or 'mcp:tools'", code="scope_missing")
-    listed = []
+    server_tools = []
     for snapshot, spec in await catalog.servers_of_session(server_ids=claims.servers):
         if not snapshot.enabled:
             continue
         try:
-            tools = await catalog.server_tools(server=snapshot, spec=spec)
+            server_tools.append((snapshot, list((await catalog.server_tools(server=snapshot, spec=spec)).values())))
         except errors.GatewayError:
             continue  # an unreachable server has no callable tools right now
-        for name, tool in tools.items():
-            denial = policy.builtin_check_server_and_tool(
-                session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
-                server_scopes=list(snapshot.scopes), tool_allow=list(snapshot.tool_allow), tool_deny=list(snapshot.tool_deny), tool=name,
-            )
-            if denial is None:
-                listed.append({
-                    "server": snapshot.name, "server_id": snapshot.id, "name": name,
-                    "description": tool.get("description", ""), "inputSchema": tool.get("inputSchema", {}),
-                })
-    return listed
+    return tools_callable(scopes=claims.scopes, servers=claims.servers, server_tools=server_tools)

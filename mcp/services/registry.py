@@ -61,12 +61,14 @@ def server_get(*, ref: str) -> McpServer:
         raise NotFound("no MCP server with that id or name", code="server_not_found") from None
 
 
-def server_list(*, tag: str | None = None, enabled: bool | None = None, search: str | None = None):
+def server_list(*, tag: str | None = None, enabled: bool | None = None, search: str | None = None, health: str | None = None):
     servers = McpServer.objects.all()
     if tag:
         servers = servers.filter(tag_index__contains=f"|{tag}|")
     if enabled is not None:
         servers = servers.filter(enabled=enabled)
+    if health:
+        servers = servers.filter(health_status=health)
     if search:
         servers = servers.filter(name__icontains=search)
     return servers.order_by("name")
@@ -125,6 +127,11 @@ def server_set_enabled(*, servers, enabled: bool) -> int:
     for server_id in ids:
         registry_changed(server_id=server_id)
     return count
+
+
+def server_enable(*, server: McpServer, enabled: bool) -> None:
+    server_set_enabled(servers=McpServer.objects.filter(pk=server.pk), enabled=enabled)
+    server.enabled = enabled
 
 
 def registry_changed(*, server_id) -> None:
@@ -234,26 +241,6 @@ def server_tools_store(*, server_id, tools: list[dict]):
     fetched_at = timezone.now()
     McpServer.objects.filter(pk=server_id).update(tools_cache=tools, tools_fetched_at=fetched_at)
     return fetched_at
-
-
-def server_tools_cached(*, server) -> list[dict]:
-    """For the hot path: the tool list from the shared cache, else the database, else MCP. When
-    discovery fails but an older list exists, the older list is returned (and the failure logged)."""
-    try:
-        tools = cache.get(tools_key(server.id))
-    except Exception:
-        logger.warning("shared cache unavailable: reading the tool list from the database", exc_info=True)
-        tools = None
-    if tools is not None:
-        return tools
-    model = server if isinstance(server, McpServer) else server_get(ref=str(server.id))
-    try:
-        return server_tools_list(server=model)
-    except GatewayError as exc:
-        if model.tools_cache is None:
-            raise
-        logger.warning("tool discovery failed; serving the previous list", extra={"server": model.name, "code": exc.code})
-        return model.tools_cache
 
 
 def servers_for_session(*, server_ids) -> list[ServerSnapshot]:

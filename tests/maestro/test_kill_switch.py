@@ -3,19 +3,9 @@ readiness, admin and metrics stay."""
 
 import pytest
 
-from tests.conftest import reload_urls
 from tests.support.gateway import GatewayClient, fresh_application
 
 MCP_ROUTES = ["/api/maestro/v1/whoami", "/api/maestro/v1/mcp/servers", "/api/maestro/v1/runs/run-1/mcp/sessions"]
-
-
-@pytest.fixture
-def mcp_disabled(settings):
-    settings.MAESTRO_MCP_ENABLED = False
-    reload_urls()
-    yield
-    settings.MAESTRO_MCP_ENABLED = True
-    reload_urls()
 
 
 @pytest.mark.django_db

@@ -72,6 +72,7 @@ def test_a_metrics_folder_the_web_door_cannot_create_stops_it_before_its_workers
         ("MCP_GRPC_METRICS_BIND", "127.0.0.1:metrics", "HOST:PORT"),
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
         ("MAESTRO_METRICS_DIR", str(ROOT / "manage.py"), "is not a directory"),
+        ("MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS", "1", "between 5 and"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):
