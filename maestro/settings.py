@@ -139,6 +139,9 @@ SESSION_TOKEN_ISSUER = "maestro-mcp"
 SESSION_TOKEN_AUDIENCE = "maestro-mcp-gateway"
 MCP_SESSIONS_PERSIST = env_bool("MCP_SESSIONS_PERSIST", False)
 MCP_SESSION_MAX_IN_FLIGHT = env_int("MCP_SESSION_MAX_IN_FLIGHT", 32, minimum=1, maximum=100_000)
+# How long after its call's timeout an in-flight slot outlives a worker that died holding it (the
+# time around the upstream request: policy, evidence write). mcp/services/limits.py.
+MCP_SESSION_SLOT_GRACE_SECONDS = env_int("MCP_SESSION_SLOT_GRACE_SECONDS", 30, minimum=1, maximum=3600)
 MCP_SESSION_CLEANUP_INTERVAL_SECONDS = env_int("MCP_SESSION_CLEANUP_INTERVAL_SECONDS", 300, minimum=5, maximum=86_400)
 MCP_HEALTH_PROBE_INTERVAL_SECONDS = env_int("MCP_HEALTH_PROBE_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS = env_int("MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS", 30, minimum=5, maximum=86_400)

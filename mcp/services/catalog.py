@@ -187,6 +187,14 @@ async def servers_of_session(*, server_ids: tuple[str, ...]) -> list[tuple[Serve
     return await _single_flight("servers:all", load)
 
 
+async def timeout_ceiling_ms() -> int:
+    """The largest timeout_ms of any registered server (the model's default when none is)."""
+    from mcp.models import McpServer
+
+    servers = await servers_of_session(server_ids=())
+    return max((snapshot.timeout_ms for snapshot, _ in servers), default=McpServer._meta.get_field("timeout_ms").default)
+
+
 class RegistryDirectory:
     """sessions_app.services.ServerDirectory, answered from this catalog (installed by
     mcp.apps.McpConfig.ready): opening a session that names servers costs no query."""

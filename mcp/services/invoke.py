@@ -210,6 +210,14 @@ def _timeout_seconds(*, spec, timeout_ms: int | None, deadline_s: float | None) 
     return seconds
 
 
+async def _longest_call_s(timeout_ms: int | None, deadline_s: float | None) -> float:
+    """The longest this call's upstream request may last: its own timeout, else the longest any
+    registered server allows, bounded by the caller's deadline."""
+    ceiling_ms = timeout_ms if timeout_ms is not None else await catalog.timeout_ceiling_ms()
+    seconds = ceiling_ms / 1000
+    return min(seconds, deadline_s) if deadline_s is not None else seconds
+
+
 def _denied(decision: Decision, receipt: str) -> errors.GatewayError:
     return errors.Forbidden(decision.reason, code=decision.code or "policy_denied", receipt=receipt)
 
@@ -228,7 +236,7 @@ async def tool_invoke(
         attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
         try:
             with metrics.invocation_in_flight(transport=transport):
-                async with session_slot(sid=claims.sid):
+                async with session_slot(sid=claims.sid, longest_call_s=await _longest_call_s(timeout_ms, deadline_s)):
                     return await _authorized_call(
                         attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
                         meta=meta, on_message=on_message,

@@ -4,8 +4,9 @@ With Redis, a session's slots are members of a sorted set scored by when each sl
 one is a single round trip (a script: drop the expired members, count, add); so is nothing else:
 releases are queued in-process and travel with the next acquisition for the same session, or in
 one pipelined flush a few milliseconds later when none comes. A slot held by a worker that died
-is never released, but it expires on its own after the longest its call could last, however
-busy the session stays (a counter with a key-wide TTL would be renewed by every call and leak).
+is never released, but it expires on its own once its call could no longer be running (the
+caller passes that bound: the call's timeout plus MCP_SESSION_SLOT_GRACE_SECONDS), however busy
+the session stays (a counter with a key-wide TTL would be renewed by every call and leak).
 
 Without Redis (the embedded mode, one process), the count is this process's.
 """
@@ -23,9 +24,6 @@ from maestro import aredis, errors
 from maestro.bridge import per_loop
 
 _KEY = "mcp:inflight:{sid}"
-# Longer than any call can last: the largest server timeout_ms (mcp.models.TIMEOUT_MAX_MS), plus
-# the time around the upstream call (policy, evidence), plus slack.
-SLOT_TTL_MS = 120_000 + 30_000
 RELEASE_FLUSH_S = 0.02
 
 _ACQUIRE = """
@@ -61,12 +59,12 @@ class _RedisSlots:
     def _key(self, sid: str) -> str:
         return self._prefix + _KEY.format(sid=sid)
 
-    async def acquire(self, sid: str, limit: int) -> str:
+    async def acquire(self, sid: str, limit: int, ttl_s: float) -> str:
         key = self._key(sid)
         member = secrets.token_hex(8)
         releases = self._pending.pop(key, [])
         try:
-            granted = await self._acquire(keys=[key], args=[limit, SLOT_TTL_MS, member, *releases])
+            granted = await self._acquire(keys=[key], args=[limit, max(int(ttl_s * 1000), 1), member, *releases])
         except aredis.redis_errors():
             self._pending[key].extend(releases)  # not applied: keep them for the next attempt
             raise errors.Unavailable("the shared cache (Redis) is unreachable", code="cache_unavailable") from None
@@ -94,7 +92,7 @@ class _RedisSlots:
                 pipe.zrem(key, *members)
             await pipe.execute()
         except aredis.redis_errors():
-            pass  # each slot expires on its own (SLOT_TTL_MS): a lost release costs capacity, not correctness
+            pass  # each slot expires on its own: a lost release costs capacity for a while, not correctness
 
     async def drain(self) -> None:
         """Send every queued release now (tests; shutdown)."""
@@ -109,7 +107,7 @@ class _LocalSlots:
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
 
-    async def acquire(self, sid: str, limit: int) -> str:
+    async def acquire(self, sid: str, limit: int, ttl_s: float) -> str:
         count = self._counts.get(sid, 0)
         if count >= limit:
             raise _refused(limit)
@@ -140,10 +138,12 @@ def slots() -> _RedisSlots | _LocalSlots:
 
 
 @asynccontextmanager
-async def session_slot(*, sid: str, limit: int | None = None):
-    """Hold one of the session's in-flight slots for the block, or TooManyInFlight (429)."""
+async def session_slot(*, sid: str, longest_call_s: float, limit: int | None = None):
+    """Hold one of the session's in-flight slots for the block, or TooManyInFlight (429). The slot
+    expires on its own `longest_call_s` plus MCP_SESSION_SLOT_GRACE_SECONDS after it was taken."""
     ledger = slots()
-    member = await ledger.acquire(sid, limit or settings.MCP_SESSION_MAX_IN_FLIGHT)
+    ttl_s = longest_call_s + settings.MCP_SESSION_SLOT_GRACE_SECONDS
+    member = await ledger.acquire(sid, limit or settings.MCP_SESSION_MAX_IN_FLIGHT, ttl_s)
     try:
         yield
     finally:

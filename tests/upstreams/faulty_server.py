@@ -12,6 +12,14 @@
     /emptysse    an SSE stream that ends without an answer
     /redirect    302 to another host (must not be followed)
 
+And MCP servers (2026-07-28, sessionless: discovery and tools/list answered properly, one tool
+`echo`) whose tools/call goes wrong after the tool "ran" (each call counted: GET /calls):
+
+    /mcp-nan     a result holding NaN and Infinity (JSON parsers take them; JSON has no such values)
+    /mcp-bigint  a result holding an integer no double can carry (10**400)
+    /mcp-drop    reads the call, then closes the connection without a byte of answer
+    /mcp-garbage answers the call with bytes that are not JSON
+
 With --tls-port, the same paths are also served over TLS with a freshly generated self-signed
 certificate, which no client trusts. The server uses only the standard library and `cryptography`.
 """
@@ -37,7 +45,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # keep test output quiet
         pass
 
+    calls: dict[str, int] = {}
+    calls_lock = threading.Lock()
+
     def do_GET(self):
+        if self.path == "/calls":
+            with self.calls_lock:
+                return self._answer(200, "application/json", json.dumps(self.calls).encode())
         self._answer(200, "text/plain", b"faulty upstream\n")
 
     def do_DELETE(self):
@@ -51,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, AttributeError):
             request_id = None
         path = self.path.split("?")[0]
+        if path.startswith("/mcp-"):
+            return self._mcp(path, body, request_id)
         if path == "/html":
             return self._answer(200, "text/html; charset=utf-8", b"<!doctype html><html><head><title>Welcome</title></head><body>It works</body></html>")
         if path == "/badjson":
@@ -77,6 +93,33 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._answer(404, "text/plain", b"no such path\n")
+
+    def _mcp(self, path: str, body: bytes, request_id) -> None:
+        method = json.loads(body).get("method")
+        if method == "server/discover":
+            result = {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "resultType": "complete",
+                      "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "faulty-mcp", "version": "1"}}}
+        elif method == "tools/list":
+            result = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}], "resultType": "complete"}
+        elif method == "tools/call":
+            with self.calls_lock:
+                self.calls[path] = self.calls.get(path, 0) + 1
+            if path == "/mcp-drop":
+                self.close_connection = True
+                self.connection.shutdown(2)  # the request was read (the tool "ran"): no answer at all
+                return
+            if path == "/mcp-garbage":
+                return self._answer(200, "application/json", b"\x00\x01 not json at all")
+            if path == "/mcp-nan":
+                raw = b'{"jsonrpc": "2.0", "id": ' + json.dumps(request_id).encode() + b', "result": {"content": [], "structuredContent": {"v": NaN, "w": -Infinity}}}'
+                return self._answer(200, "application/json", raw)
+            if path == "/mcp-bigint":
+                raw = b'{"jsonrpc": "2.0", "id": ' + json.dumps(request_id).encode() + b', "result": {"content": [], "structuredContent": {"n": 1' + b"0" * 400 + b"}}}"
+                return self._answer(200, "application/json", raw)
+            result = {"content": []}
+        else:
+            result = {}
+        self._answer(200, "application/json", json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode())
 
     def _answer(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
