@@ -294,11 +294,34 @@ def slow_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, st
     return out
 
 
-def _http_burst(url: str, body: str, headers: dict[str, str], calls: int) -> dict:
-    cmd = [PYTHON, "-m", "bench.http_burst", "--url", url, "--body", body, "-n", str(calls), "--timeout", "60"]
+# --- 6: 10,000 slow calls held open at once through the HTTP door --------------------------------
+
+def crowd_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, str]) -> dict:
+    """Thousands of callers each holding a connection while their tool runs: what a thread per
+    call could not carry. Reports success, latency and the web door's peak memory."""
+    stack = ctx.stack
+    stack.restart_gateway(overlay)
+    token = ctx.token("bench-crowd")
+    url = stack.url(f"{API}/runs/bench-crowd/mcp/invoke")
+    warm_body = invoke_body("echo", {"text": "warm"})
+    warmed = sum(httpx.post(url, content=warm_body, timeout=10, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}).status_code == 200
+                 for _ in range(8))
+    ctx.saw("bench-crowd", warmed)
+    sampler = procstat.PeakSampler({"gateway_web": stack.web.pids, "postgresql": stack.postgres.pids})
+    sampler.start()
+    try:
+        result = _http_burst(url, invoke_body("sleep", {"seconds": sleep_s}), {"Authorization": f"Bearer {token}"}, calls, timeout=120)
+    finally:
+        peaks = sampler.stop()
+    ctx.saw("bench-crowd", result["ok"])
+    return {"calls": calls, "sleep_s": sleep_s, "overlay": overlay, "http": _burst_summary(result, peaks["gateway_web"], peaks["postgresql"])}
+
+
+def _http_burst(url: str, body: str, headers: dict[str, str], calls: int, timeout: float = 60) -> dict:
+    cmd = [PYTHON, "-m", "bench.http_burst", "--url", url, "--body", body, "-n", str(calls), "--timeout", str(timeout)]
     for name, value in headers.items():
         cmd += ["--header", f"{name}: {value}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"http_burst failed: {proc.stderr[-1500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

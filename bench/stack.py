@@ -137,7 +137,8 @@ class Stack:
         self.postgres.start()
         self.redis = RedisServer()
         self.redis.start()
-        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json")
+        # A deep listen backlog: the crowd scenario sends the upstream 10,000 connections at once.
+        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json", "--backlog", "8192")
         wait_ready(self.upstream)
 
     def base_env(self) -> dict[str, str]:
@@ -155,8 +156,8 @@ class Stack:
             "MAESTRO_DATA_DIR": str(self.logdir / "data"),
             "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.http_port}",
             "MCP_GRPC_BIND": f"127.0.0.1:{self.grpc_port}",
-            # One session carries the whole 1,000-call burst; the default limit (32) would 429 it.
-            "MCP_SESSION_MAX_IN_FLIGHT": "2000",
+            # One session carries a whole burst (up to 10,000 calls); the default limit (32) would 429 it.
+            "MCP_SESSION_MAX_IN_FLIGHT": "20000",
         })
         return env
 
@@ -178,7 +179,7 @@ class Stack:
         included), read the way the processes read it."""
         code = (
             "import json; from maestro import settings as s; "
-            "names = ['HTTP_WORKERS', 'HTTP_THREADS', 'MCP_GRPC_MAX_IN_FLIGHT', 'MCP_SESSION_MAX_IN_FLIGHT', "
+            "names = ['HTTP_WORKERS', 'HTTP_THREADS', 'HTTP_MAX_CONCURRENCY', 'MCP_GRPC_MAX_IN_FLIGHT', 'MCP_SESSION_MAX_IN_FLIGHT', "
             "'MCP_UPSTREAM_MAX_CONNECTIONS', 'MCP_SESSIONS_PERSIST', 'LOG_REQUESTS', 'LOG_LEVEL']; "
             "out = {n: getattr(s, n, None) for n in names}; "
             "out['DATABASE_CONN_MAX_AGE'] = s.DATABASES['default'].get('CONN_MAX_AGE'); print(json.dumps(out, default=str))"

@@ -13,7 +13,12 @@ from django.urls import clear_url_caches
 from rest_framework.test import APIClient
 
 from sessions_app.apikeys import apikey_create
+from tests.upstreams import launch
 from tests.upstreams.launch import start_sdk, wait_ready
+
+
+FAULTY_HUGE_BYTES = 6 * 1024 * 1024  # over the default 4 MiB cap
+FAULTY_SLOW_SECONDS = 20.0
 
 
 def _clear_caches() -> None:
@@ -100,3 +105,13 @@ def mcp_disabled(settings):
     yield
     settings.MAESTRO_MCP_ENABLED = True
     reload_urls()
+
+
+@pytest.fixture(scope="session")
+def faulty():
+    server = launch.start_faulty(huge_bytes=FAULTY_HUGE_BYTES, slow_seconds=FAULTY_SLOW_SECONDS)
+    try:
+        launch.wait_ready(server)
+        yield server
+    finally:
+        server.stop()

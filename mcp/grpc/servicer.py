@@ -61,8 +61,14 @@ def _plain(value):
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict:
-    # NaN and Infinity pass through here; the core refuses them (400 invalid_arguments).
-    return _plain(json_format.MessageToDict(message))
+    """The arguments as JSON would carry them; NaN and Infinity (a Struct can hold them, JSON
+    cannot) are refused as the HTTP door refuses them."""
+    try:
+        return _plain(json_format.MessageToDict(message))
+    except (ValueError, json_format.Error):
+        raise errors.InvalidInput(
+            "arguments: numbers must be finite (no NaN or Infinity)", code="invalid_arguments",
+        ) from None
 
 
 def dict_to_struct(value: dict) -> struct_pb2.Struct:

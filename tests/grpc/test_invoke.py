@@ -166,3 +166,34 @@ def test_an_unknown_server_is_not_found(gateway, operator, run_id):
     client.token = operator.session(run_id)
     error = rpc_error(client.invoke, run_id, "no-such-server", "echo", {"text": "x"})
     assert error.code() is grpc.StatusCode.NOT_FOUND
+
+
+# --- values a Struct or JSON cannot carry: a clean status, never an exception's text ------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_in_the_arguments_are_invalid_argument(gateway, operator, registered, run_id, value):
+    client = gateway()
+    client.token = operator.session(run_id)
+    error = rpc_error(client.invoke, run_id, registered["name"], "echo", {"text": value})
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(error.trailing_metadata())["x-ig-error-code"] == "invalid_arguments"
+    assert "Traceback" not in error.details() and "Error" not in error.details()
+    assert not Invocation.objects.filter(run_id=run_id).exists()
+
+
+def test_a_result_no_struct_can_carry_is_a_clean_failure_with_its_receipt(gateway, operator, faulty, run_id):
+    # Given a tool whose result holds an integer beyond a double's range (JSON carries it, Struct cannot)
+    server = operator.register(faulty.url("/mcp-bigint"))
+    client = gateway()
+    client.token = operator.session(run_id)
+    # When it is called over gRPC
+    error = rpc_error(client.invoke, run_id, server["name"], "echo", {})
+    # Then the call fails with the gateway's own code and words, and the receipt of the decision
+    trailing = dict(error.trailing_metadata())
+    assert error.code() is grpc.StatusCode.UNAVAILABLE and trailing["x-ig-error-code"] == "upstream_invalid_result"
+    assert error.details() == "the tool's result has a number a protobuf Struct cannot carry (beyond a double's range)"
+    assert receipt_verify(receipt=trailing["x-ig-policy-receipt"])[1]
+    # And the call, which did run, has its row (its result's digest is in it)
+    row = Invocation.objects.get(run_id=run_id)
+    assert row.status == "success" and row.result_digest

@@ -3,7 +3,7 @@ parallel, as real subprocesses on free loopback ports, and stopped at the end.
 
 - `sdk`: five servers written with the official SDK, covering both protocol families, stateless
   and stateful, JSON and SSE answers; every one paginates tools/list (4 per page, 12 tools).
-- `faulty`: the unhappy upstreams (HTML, invalid JSON, oversized, slow, TLS with an untrusted cert).
+- `faulty` (tests/conftest.py): the unhappy upstreams (HTML, invalid JSON, oversized, slow, TLS).
 - `everything`: @modelcontextprotocol/server-everything from npm, which nobody here wrote.
 """
 
@@ -18,8 +18,6 @@ from tests.upstreams import launch
 
 PAGE = ["--page-size", "4", "--extra-tools", "3"]
 SDK_TOOL_COUNT = 12
-HUGE_BYTES = 6 * 1024 * 1024  # over the default 4 MiB cap
-SLOW_SECONDS = 20.0
 
 
 @dataclass
@@ -61,16 +59,6 @@ def sdk():
         yield servers
     finally:
         launch.stop_all(servers.all())
-
-
-@pytest.fixture(scope="session")
-def faulty():
-    server = launch.start_faulty(huge_bytes=HUGE_BYTES, slow_seconds=SLOW_SECONDS)
-    try:
-        launch.wait_ready(server)
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

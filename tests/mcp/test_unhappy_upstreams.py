@@ -7,7 +7,7 @@ import pytest
 
 from mcp.models import McpServer
 from mcp.services import registry
-from tests.mcp.conftest import HUGE_BYTES
+from tests.conftest import FAULTY_HUGE_BYTES as HUGE_BYTES
 from tests.mcp.helpers import SERVERS, elapsed, register
 from tests.support.services import free_port
 

@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--extra-tools", type=int, default=0)
     parser.add_argument("--name", default="sdk-test-server")
+    parser.add_argument("--backlog", type=int, default=2048, help="listen backlog (bench: thousands of connections at once)")
     args = parser.parse_args()
 
     server = make_server(args.name, args.page_size, args.extra_tools)
@@ -187,7 +188,7 @@ def main() -> None:
         # Starlette's lifespan (which starts the SDK's session manager) must reach the inner app.
         await wrapped(scope, receive, send)
 
-    uvicorn.run(asgi, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
+    uvicorn.run(asgi, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on", backlog=args.backlog)
 
 
 if __name__ == "__main__":
