@@ -19,9 +19,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _provider: TracerProvider | None = None
 _tracer = None
+_propagator = TraceContextTextMapPropagator()
 
 ROUTE_SPANS = (("/api/maestro/v1/mcp/servers", "mcp/servers"), ("/api/maestro/v1/runs/", "mcp/runs"))
 # A URL pattern as `/runs/{run_id}/mcp/sessions`: Django converters and DRF's regex groups alike.
@@ -63,18 +65,30 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def span(name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, **attributes):
+def span(name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, traceparent: str | None = None, **attributes):
     """A span when tracing is on (yielded, so attributes known later can be added), and a free
-    no-op otherwise (it yields a non-recording span). A GatewayError leaving it sets `error.type`
-    to its code."""
+    no-op otherwise (it yields a non-recording span). `traceparent` (W3C) makes it continue the
+    caller's trace instead of the current one. A GatewayError leaving it sets `error.type` to its
+    code."""
     if _tracer is None:
         return nullcontext(trace.INVALID_SPAN)
-    return _recording_span(name, kind, {k: v for k, v in attributes.items() if v is not None})
+    parent = _propagator.extract({"traceparent": traceparent}) if traceparent else None
+    return _recording_span(name, kind, {k: v for k, v in attributes.items() if v is not None}, parent)
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, to pass on (HTTP header, params._meta); None
+    when tracing is off."""
+    if _tracer is None:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
 
 
 @contextmanager
-def _recording_span(name: str, kind: trace.SpanKind, attributes: dict):
-    with _tracer.start_as_current_span(name, kind=kind, attributes=attributes) as current:
+def _recording_span(name: str, kind: trace.SpanKind, attributes: dict, parent=None):
+    with _tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as current:
         try:
             yield current
         except Exception as exc:

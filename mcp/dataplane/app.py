@@ -58,7 +58,10 @@ class DataPlane:
             await self._to_django(scope, receive, send)
             return
         route = f"/api/maestro/v1/runs/{{run_id}}/mcp/{scope['maestro.route']}"
-        with telemetry.span("mcp/runs", kind=SpanKind.SERVER, **{"http.request.method": request.method, "http.route": route}) as span:
+        with telemetry.span(
+            "mcp/runs", kind=SpanKind.SERVER, traceparent=request.headers.get("traceparent"),
+            **{"http.request.method": request.method, "http.route": route},
+        ) as span:
             try:
                 await handler(request, send)
             except ClientGone:

@@ -35,9 +35,13 @@ class UnrepresentableResult(errors.UpstreamFailed):
 
 
 def _metadata_token(context) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return bearer_token(value)
+    return bearer_token(_metadata(context, "authorization"))
+
+
+def _metadata(context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value
     return None
 
 
@@ -94,7 +98,7 @@ class McpGatewayServicer(gateway_pb2_grpc.McpGatewayServicer):
                 token=_metadata_token(context), run_id=request.run_id, server=request.server, tool=request.tool,
                 arguments=struct_to_dict(request.arguments) if request.HasField("arguments") else None,
                 timeout_ms=request.timeout_ms or None, deadline_s=deadline_seconds(context, self.default_deadline_ms),
-                transport="grpc",
+                transport="grpc", traceparent=_metadata(context, "traceparent"),
             )
             try:
                 result = dict_to_struct(outcome.result)

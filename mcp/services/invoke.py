@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 
 from jsonschema import validators as jsonschema_validators
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from jsonschema.exceptions import SchemaError
 
 from maestro import aredis, errors, metrics, telemetry
@@ -82,6 +84,7 @@ class _Attempt:
 
     def decide(self, decision: Decision) -> Decision:
         metrics.record_policy_decision(allow=decision.allow, engine=decision.engine)
+        trace.get_current_span().set_attribute("maestro.decision", "allow" if decision.allow else "deny")
         self.receipt = receipt_issue(
             decision=decision, input_digest=digest(self.policy_input()), run_id=self.run_id,
             sid=self.claims.sid, server=self.server_name, tool=self.tool,
@@ -225,31 +228,51 @@ def _denied(decision: Decision, receipt: str) -> errors.GatewayError:
 async def tool_invoke(
     *, token: str | None, run_id: str, server: object, tool: object, arguments: object,
     timeout_ms: object = None, deadline_s: float | None = None, transport: str = "http",
-    meta: dict | None = None, on_message: wire.OnMessage | None = None,
+    meta: dict | None = None, on_message: wire.OnMessage | None = None, traceparent: str | None = None,
 ) -> InvocationResult:
     """Call `tool` on `server` for the session of `token`. `meta` goes to the upstream in
     `params._meta` (a progress token); `on_message` receives what the upstream streams before its
-    answer (progress notifications), for doors that pass it on."""
-    with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
-        claims = await session_authenticate(token=token, run_id=run_id)
-        arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
-        attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
-        try:
-            with metrics.invocation_in_flight(transport=transport):
-                async with session_slot(sid=claims.sid, longest_call_s=await _longest_call_s(timeout_ms, deadline_s)):
-                    return await _authorized_call(
-                        attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
-                        meta=meta, on_message=on_message,
-                    )
-        except errors.GatewayError as exc:
-            denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
-            await attempt.record(status="denied" if denied else "error", error_code=exc.code)
-            raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
-        except asyncio.CancelledError:
-            # The caller went away (a gRPC deadline or cancellation cancels the handler). The tool
-            # may have run: its row is written all the same, shielded from the cancellation.
-            await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
-            raise
+    answer (progress notifications), for doors that pass it on. `traceparent`: the caller's W3C
+    trace context, when the door has one that is not already the current span's (gRPC metadata,
+    MCP `params._meta`); the call is traced as a SERVER span `tools/call <tool>` (OpenTelemetry
+    MCP conventions) and the upstream request continues it."""
+    tool_name = tool[:MAX_TOOL_NAME] if isinstance(tool, str) else None
+    with telemetry.span(
+        f"tools/call {tool_name}" if tool_name else "tools/call", kind=SpanKind.SERVER, traceparent=traceparent,
+        **{"mcp.method.name": "tools/call", "gen_ai.tool.name": tool_name, "gen_ai.operation.name": "execute_tool",
+           "network.transport": "tcp", "maestro.run": run_id, "maestro.transport": transport,
+           "maestro.server": server[:64] if isinstance(server, str) else None},
+    ) as span:
+        outcome = await _invoke(
+            token=token, run_id=run_id, server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms,
+            deadline_s=deadline_s, transport=transport, meta=meta, on_message=on_message, span=span,
+        )
+        span.set_attribute("maestro.status", "success")
+        return outcome
+
+
+async def _invoke(*, token, run_id, server, tool, arguments, timeout_ms, deadline_s, transport, meta, on_message, span) -> InvocationResult:
+    """tool_invoke inside its span: authenticate, check the request, then record every attempt."""
+    claims = await session_authenticate(token=token, run_id=run_id)
+    arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
+    attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
+    try:
+        with metrics.invocation_in_flight(transport=transport):
+            async with session_slot(sid=claims.sid, longest_call_s=await _longest_call_s(timeout_ms, deadline_s)):
+                return await _authorized_call(
+                    attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
+                    meta=meta, on_message=on_message,
+                )
+    except errors.GatewayError as exc:
+        denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
+        span.set_attribute("maestro.status", "denied" if denied else "error")
+        await attempt.record(status="denied" if denied else "error", error_code=exc.code)
+        raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
+    except asyncio.CancelledError:
+        # The caller went away (a gRPC deadline or cancellation cancels the handler). The tool
+        # may have run: its row is written all the same, shielded from the cancellation.
+        await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
+        raise
 
 
 async def _authorized_call(

@@ -26,10 +26,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from maestro import aredis, bridge
+from opentelemetry.trace import SpanKind
+
+from maestro import aredis, bridge, telemetry
 from maestro.bridge import per_loop
 from maestro.errors import Unavailable
 from mcp.upstream import errors as E
@@ -308,10 +311,32 @@ class UpstreamClient:
         name: str | None = None, arguments: dict | None = None, on_message: wire.OnMessage | None = None,
     ) -> dict:
         message = {"jsonrpc": "2.0", "id": self._next_id(), "method": method, "params": params}
+        if not telemetry.enabled():
+            return await self._send(server, nego, session, message, deadline, name=name, arguments=arguments, on_message=on_message)
+        # Traced: a CLIENT span per upstream request (OpenTelemetry MCP conventions), whose context
+        # travels on as the `traceparent` header and in `params._meta`.
+        address = urlsplit(server.url)
+        with telemetry.span(f"{method} {name}" if name else method, kind=SpanKind.CLIENT, **{
+            "mcp.method.name": method, "gen_ai.tool.name": name if method == "tools/call" else None,
+            "mcp.protocol.version": nego.version, "mcp.session.id": None if nego.modern else session.sid,
+            "jsonrpc.request.id": message["id"], "network.transport": "tcp",
+            "server.address": address.hostname, "server.port": address.port or (443 if address.scheme == "https" else 80),
+        }):
+            carried = telemetry.current_traceparent()
+            message["params"] = {**params, "_meta": {**(params.get("_meta") or {}), "traceparent": carried}}
+            return await self._send(
+                server, nego, session, message, deadline, name=name, arguments=arguments, on_message=on_message,
+                trace_headers={"traceparent": carried},
+            )
+
+    async def _send(
+        self, server: ServerSpec, nego: Negotiated, session: _Session, message: dict, deadline: float, *,
+        name: str | None, arguments: dict | None, on_message: wire.OnMessage | None, trace_headers: dict | None = None,
+    ) -> dict:
         if not nego.modern:
-            return (await self._post(server, session, message, deadline, legacy=True, on_message=on_message)).result
-        message["params"] = P.modern_meta(params)
-        headers = {P.H_METHOD: method}
+            return (await self._post(server, session, message, deadline, legacy=True, extra=trace_headers, on_message=on_message)).result
+        message["params"] = P.modern_meta(message["params"])
+        headers = {P.H_METHOD: message["method"], **(trace_headers or {})}
         if name is not None:
             headers[P.H_NAME] = P.encode_header_value(name)
             header_map = self._param_maps.get(server.id, {}).get(name)

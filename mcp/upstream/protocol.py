@@ -39,7 +39,7 @@ RESERVED_HEADERS = frozenset(
     for h in (
         "Host", "Content-Type", "Content-Length", "Accept", "Accept-Encoding", "Connection", "Transfer-Encoding",
         "Upgrade", "TE", "Trailer", "Keep-Alive", "Expect", "Cookie", H_PROTOCOL_VERSION, H_SESSION_ID, H_METHOD, H_NAME,
-        "Last-Event-ID",
+        "Last-Event-ID", "traceparent", "tracestate",
     )
 )
 

@@ -197,3 +197,28 @@ def test_a_result_no_struct_can_carry_is_a_clean_failure_with_its_receipt(gatewa
     # And the call, which did run, has its row (its result's digest is in it)
     row = Invocation.objects.get(run_id=run_id)
     assert row.status == "success" and row.result_digest
+
+
+@pytest.fixture
+def spans():
+    """Traces on, into memory, for this test only."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from maestro import telemetry
+
+    exporter = InMemorySpanExporter()
+    telemetry.configure(exporter=exporter)
+    yield exporter
+    telemetry.shutdown()
+
+
+def test_a_traceparent_in_the_metadata_is_continued(gateway, operator, registered, run_id, spans):
+    client = gateway()
+    token = operator.session(run_id)
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    request = __import__("mcp.grpc.gateway_pb2", fromlist=["InvokeRequest"]).InvokeRequest(run_id=run_id, server=registered["name"], tool="echo")
+    request.arguments.update({"text": "traced"})
+    client.stub.Invoke(request, timeout=10, metadata=(("authorization", f"Bearer {token}"), ("traceparent", f"00-{caller_trace}-{caller_span}-01")))
+    [served] = [s for s in spans.get_finished_spans() if s.name == "tools/call echo" and s.kind.name == "SERVER"]
+    assert format(served.context.trace_id, "032x") == caller_trace and format(served.parent.span_id, "016x") == caller_span
+    assert served.attributes["maestro.transport"] == "grpc"

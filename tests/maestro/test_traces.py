@@ -62,3 +62,40 @@ def test_route_and_session_spans_reach_an_otlp_receiver(upstream):
     # And no span carries the session id or the token
     for span in spans:
         assert not any(sid in str(value) or token in str(value) for value in span.attributes.values()), span
+
+
+def test_a_tool_call_is_one_trace_from_the_caller_through_the_gateway_to_the_upstream(upstream):
+    # Given the web door exporting traces, a server and a session
+    key = make_key(["admin:mcp"])
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with OtlpReceiver() as receiver:
+        env = project_env(WEB_CONCURRENCY="1", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        with WebServer(env) as web:
+            api = f"{web.base_url}/api/maestro/v1"
+            assert httpx.post(f"{api}/mcp/servers", json={"name": "traced", "url": upstream.url()}, headers={"X-API-Key": key}).status_code == 201
+            token = httpx.post(f"{api}/runs/{RUN}/mcp/sessions", json={"scopes": ["mcp:invoke"]}, headers={"X-API-Key": key}).json()["token"]
+            # When a caller in a trace of its own (W3C traceparent) calls a tool
+            answer = httpx.post(
+                f"{api}/runs/{RUN}/mcp/invoke", json={"server": "traced", "tool": "echo", "arguments": {"text": "t"}},
+                headers={"Authorization": f"Bearer {token}", "traceparent": f"00-{caller_trace}-{caller_span}-01"}, timeout=10,
+            )
+            assert answer.status_code == 200
+            carried = httpx.get(upstream.url("/last-call"), timeout=5).json()
+        spans = receiver.wait_for(lambda spans: any(s.name == "tools/call echo" and s.kind == "CLIENT" for s in spans), timeout=15)
+
+    # Then the route span continues the caller's trace
+    route = only(spans, "mcp/runs", **{"http.route": "/api/maestro/v1/runs/{run_id}/mcp/invoke"})
+    assert (route.trace_id, route.parent_span_id) == (caller_trace, caller_span)
+    # And inside it a SERVER span for the MCP request, named as the conventions name it
+    served = [s for s in spans if s.name == "tools/call echo" and s.kind == "SERVER"][0]
+    assert served.parent_span_id == route.span_id and served.trace_id == caller_trace
+    assert served.attributes["mcp.method.name"] == "tools/call" and served.attributes["gen_ai.tool.name"] == "echo"
+    assert served.attributes["gen_ai.operation.name"] == "execute_tool" and served.attributes["network.transport"] == "tcp"
+    assert served.attributes["maestro.decision"] == "allow" and served.attributes["maestro.status"] == "success"
+    # And a CLIENT span for the request upstream, whose context the upstream received twice over
+    client = [s for s in spans if s.name == "tools/call echo" and s.kind == "CLIENT"][0]
+    assert client.parent_span_id == served.span_id and client.trace_id == caller_trace
+    assert client.attributes["mcp.protocol.version"] == "2026-07-28" and client.attributes["jsonrpc.request.id"]
+    assert client.attributes["server.address"] == "127.0.0.1" and client.attributes["server.port"] == upstream.port
+    sent = f"00-{caller_trace}-{client.span_id}-01"
+    assert carried == {"traceparent_header": sent, "traceparent_meta": sent}

@@ -114,12 +114,15 @@ class Wrapper:
         self.legacy_reject = legacy_reject
         self.legacy_version = legacy_version
         self.counts: Counter[str] = Counter()
+        self.last_call: dict = {}  # trace context the last tools/call carried (header and _meta)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if scope["path"] == "/stats":
             return await self._json(send, 200, dict(self.counts))
+        if scope["path"] == "/last-call":
+            return await self._json(send, 200, self.last_call)
         if scope["method"] == "DELETE":
             self.counts["DELETE"] += 1
         if scope["method"] != "POST":
@@ -137,6 +140,9 @@ class Wrapper:
         method = decoded.get("method") if isinstance(decoded, dict) else None
         self.counts[method or "?"] += 1
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if method == "tools/call":
+            meta = (decoded.get("params") or {}).get("_meta") or {}
+            self.last_call = {"traceparent_header": headers.get("traceparent"), "traceparent_meta": meta.get("traceparent")}
         if self.family == "legacy" and (headers.get("mcp-protocol-version") == MODERN or method == "server/discover"):
             if self.legacy_reject == 400:
                 error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "Bad Request: Server not initialized"}}
