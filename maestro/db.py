@@ -29,6 +29,25 @@ class RowInserter:
     def params(self, rows: list[dict]) -> list:
         return [field.get_db_prep_save(row[field.name], connection) for row in rows for field in self.fields]
 
+    def statement(self, rows: list[dict]) -> tuple[str, list]:
+        """(sql, params) writing `rows` in one statement on the data plane's own connections.
+
+        PostgreSQL: one array per column, through unnest, so the statement's text is the same for
+        any number of rows and the values go as they are (psycopg adapts UUIDs, datetimes, ...):
+        a VALUES list is a new text per batch size, which psycopg parses anew past 4 kB (a batch
+        of 200 rows is 3,600 placeholders), and each value through its field's conversion cost
+        more CPU than the round trip (measured on the invoke path: 0.7 of 1.7 ms per call).
+        Elsewhere (SQLite), VALUES with the fields' own conversions, as `insert` does."""
+        if connection.vendor != "postgresql":
+            return self.sql(len(rows)), self.params(rows)
+        unnest = self._heads.get("postgresql:unnest")
+        if unnest is None:
+            quote = connection.ops.quote_name
+            columns = ", ".join(quote(field.column) for field in self.fields)
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in self.fields)
+            unnest = self._heads["postgresql:unnest"] = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
+        return unnest, [[row[field.name] for row in rows] for field in self.fields]
+
     def insert(self, rows: list[dict]) -> None:
         """One statement for all `rows` (so all or none are written), on the current connection."""
         with connection.cursor() as cursor:

@@ -59,6 +59,19 @@ class _Bounded:
         return value
 
 
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *values: str):
+    """`metric.labels(*values)`, remembered: prometheus_client validates and locks on every
+    lookup, and the hot path records five series per call. Bounded, as the label values are."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 server_label = _Bounded(500)
 tool_label = _Bounded(2000)
 method_label = _Bounded(64)
@@ -124,12 +137,12 @@ def record_invocation(*, status: Literal["success", "error"], server: str, secon
     """One invocation attempt ended (any door, denials are errors) after `seconds`; `server` is the
     registered name when it resolved (else what the caller asked for: the label cap bounds it)."""
     server = server_label(server)
-    INVOCATIONS.labels(status, server).inc()
-    INVOCATION_SECONDS.labels(server).observe(seconds)
+    _child(INVOCATIONS, status, server).inc()
+    _child(INVOCATION_SECONDS, server).observe(seconds)
 
 
 def record_policy_decision(*, allow: bool, engine: str) -> None:
-    POLICY_DECISIONS.labels("allow" if allow else "deny", engine_label(engine)).inc()
+    _child(POLICY_DECISIONS, "allow" if allow else "deny", engine_label(engine)).inc()
 
 
 def record_server_operation(*, method: str, tool: str | None, error_type: str | None, transport: str, seconds: float) -> None:
@@ -139,25 +152,25 @@ def record_server_operation(*, method: str, tool: str | None, error_type: str | 
     None on success, else the gateway's error code (`policy_denied`, `upstream_timeout`, ...) or
     `tool_error` for an `isError` result; `transport`: network.transport, `tcp` for HTTP and gRPC.
     """
-    SERVER_OPERATION.labels(method_label(method), tool_label(tool), error_label(error_type), transport_label(transport)).observe(seconds)
+    _child(SERVER_OPERATION, method_label(method), tool_label(tool), error_label(error_type), transport_label(transport)).observe(seconds)
 
 
 def record_client_operation(*, method: str, tool: str | None, error_type: str | None, transport: str, seconds: float) -> None:
     """The gateway's MCP request to an upstream was answered (or failed): same labels as above,
     `error_type` being the upstream error code (`upstream_timeout`, the JSON-RPC code, `tool_error`)."""
-    CLIENT_OPERATION.labels(method_label(method), tool_label(tool), error_label(error_type), transport_label(transport)).observe(seconds)
+    _child(CLIENT_OPERATION, method_label(method), tool_label(tool), error_label(error_type), transport_label(transport)).observe(seconds)
 
 
 def record_evidence_write(*, seconds: float, rows: int, ok: bool) -> None:
     """One evidence INSERT of `rows` rows (a group commit) took `seconds`; `ok` False: it failed."""
-    EVIDENCE_WRITE_SECONDS.labels("ok" if ok else "error").observe(seconds)
+    _child(EVIDENCE_WRITE_SECONDS, "ok" if ok else "error").observe(seconds)
     EVIDENCE_BATCH_ROWS.observe(rows)
 
 
 @contextmanager
 def invocation_in_flight(*, transport: Literal["http", "grpc", "mcp"]) -> Iterator[None]:
     """Counts an invocation as in flight for the duration of the block (async code may use it too)."""
-    gauge = IN_FLIGHT.labels(door_label(transport))
+    gauge = _child(IN_FLIGHT, door_label(transport))
     gauge.inc()
     try:
         yield
@@ -167,5 +180,5 @@ def invocation_in_flight(*, transport: Literal["http", "grpc", "mcp"]) -> Iterat
 
 def record_grpc_call(*, method: str, code: str, seconds: float) -> None:
     """A McpGateway RPC ended with status `code` (`OK`, `PERMISSION_DENIED`, ...)."""
-    GRPC_REQUESTS.labels(method_label(method), code).inc()
-    GRPC_LATENCY.labels(method_label(method)).observe(seconds)
+    _child(GRPC_REQUESTS, method_label(method), code).inc()
+    _child(GRPC_LATENCY, method_label(method)).observe(seconds)

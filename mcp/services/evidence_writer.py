@@ -143,7 +143,7 @@ class EvidenceWriter:
         if not rows:
             return 0
         try:
-            await database.execute(_ROWS.sql(len(rows)), _ROWS.params(rows))
+            await database.execute(*_ROWS.statement(rows))
         except adb.Conflict:
             # Another process extended one of these chains: from now on (for a while) write
             # them under the lock, which queues instead of failing.
@@ -169,7 +169,7 @@ class EvidenceWriter:
                 self._remember(run, known.get(run, (0, GENESIS)))
             rows, chained = self._chain(pending)
             sent[:] = chained
-            return (_ROWS.sql(len(rows)), _ROWS.params(rows)) if rows else ("SELECT 1", [])
+            return _ROWS.statement(rows) if rows else ("SELECT 1", [])
 
         sql, params = _heads_query(runs)
         for _ in range(LOCKED_RACES):
@@ -205,7 +205,7 @@ class EvidenceWriter:
                 self._remember(run, heads[0][1:] if heads else (0, GENESIS))
                 rows, chained = self._chain([p])
                 sent[:] = chained
-                return (_ROWS.sql(1), _ROWS.params(rows)) if rows else ("SELECT 1", [])
+                return _ROWS.statement(rows) if rows else ("SELECT 1", [])
 
             sql, params = _heads_query([run])
             for _ in range(LOCKED_RACES):
