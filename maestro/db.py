@@ -8,7 +8,7 @@ use, so the row is exactly what the ORM would have written.
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import connection, models
 
 
 class RowInserter:
@@ -46,7 +46,15 @@ class RowInserter:
             columns = ", ".join(quote(field.column) for field in self.fields)
             arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in self.fields)
             unnest = self._heads["postgresql:unnest"] = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
-        return unnest, [[row[field.name] for row in rows] for field in self.fields]
+        return unnest, [self._pg_column(field, rows) for field in self.fields]
+
+    @staticmethod
+    def _pg_column(field, rows: list[dict]) -> list:
+        if isinstance(field, models.JSONField):
+            from psycopg.types.json import Jsonb
+
+            return [Jsonb(row[field.name]) for row in rows]
+        return [row[field.name] for row in rows]
 
     def insert(self, rows: list[dict]) -> None:
         """One statement for all `rows` (so all or none are written), on the current connection."""

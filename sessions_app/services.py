@@ -218,7 +218,7 @@ async def _session_issue(*, run_id: str, ttl: int, scope_list: list[str], server
             "created_by": record.created_by,
         }
         try:
-            await adb.database().execute(_SESSION_ROWS.sql(1), _SESSION_ROWS.params([row]))
+            await adb.database().execute(*_SESSION_ROWS.statement([row]))
         except adb.Conflict:
             pass  # a fresh random sid can only collide with this very INSERT, retried after a lost answer
         except adb.DatabaseFailure as exc:

@@ -44,6 +44,21 @@ def test_the_token_carries_every_documented_claim(issued):
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
 
+def test_an_issued_token_is_exactly_what_pyjwt_would_write_and_read(settings):
+    # The tokens are signed by hand (sessions_app/tokens.py says why); PyJWT, the reference, agrees
+    from sessions_app import tokens
+
+    fields = dict(sid="a" * 32, run_id=RUN, scopes=["mcp:invoke"], servers=["s-1"], issued_at=1_800_000_000, expires_at=1_800_000_600)
+    token = tokens.issue(**fields)
+    claims = {
+        "sid": fields["sid"], "run": RUN, "scopes": ["mcp:invoke"], "servers": ["s-1"], "iat": 1_800_000_000,
+        "exp": 1_800_000_600, "iss": settings.SESSION_TOKEN_ISSUER, "aud": settings.SESSION_TOKEN_AUDIENCE,
+    }
+    assert token == jwt.encode(claims, settings.SESSION_SECRET, algorithm="HS256")
+    assert jwt.decode(token, settings.SESSION_SECRET, algorithms=["HS256"], audience=settings.SESSION_TOKEN_AUDIENCE,
+                      options={"verify_exp": False, "verify_iat": False}) == claims
+
+
 @pytest.mark.parametrize("token", [None, ""])
 def test_no_token_is_missing_token(token):
     assert outcome(token) == "missing_token"
