@@ -145,6 +145,7 @@ MCP_TOOLS_CACHE_TTL_SECONDS = env_int("MCP_TOOLS_CACHE_TTL_SECONDS", 300, minimu
 MCP_UPSTREAM_MAX_RESPONSE_BYTES = env_int("MCP_UPSTREAM_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024)
 MCP_UPSTREAM_MAX_CONNECTIONS = env_int("MCP_UPSTREAM_MAX_CONNECTIONS", 100, minimum=1, maximum=10_000)
 MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+MCP_MAX_JSON_DEPTH = env_int("MCP_MAX_JSON_DEPTH", 32, minimum=4, maximum=256)
 
 POLICY_RECEIPT_SECRET = _secret("POLICY_RECEIPT_SECRET", required=False)
 POLICY_RECEIPT_KEY = POLICY_RECEIPT_SECRET or _derive(SESSION_SECRET, "maestro-mcp/policy-receipt/v1")
@@ -223,6 +224,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "maestro.middleware.RequestLogMiddleware",
+    "maestro.middleware.NulGuardMiddleware",
     "maestro.telemetry.RouteSpanMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -376,9 +378,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["sessions_app.permissions.IsOperator"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["maestro.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "maestro.api_errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "maestro.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 

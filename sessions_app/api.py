@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from maestro.pagination import BoundedLimitOffsetPagination
 from sessions_app import selectors, services
 from sessions_app.permissions import IsOperator, RequireSessions
 from sessions_app.principals import operator_for
@@ -95,7 +95,7 @@ class RunSessionsView(APIView):
         )
 
     def get(self, request, run_id: str):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.session_list(run_id=run_id), request, view=self)
         now = datetime.now(tz=UTC)
         return paginator.get_paginated_response([session_json(r, now) for r in page])

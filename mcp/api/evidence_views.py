@@ -1,13 +1,13 @@
 from rest_framework.decorators import api_view
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from maestro.pagination import BoundedLimitOffsetPagination
 from mcp.models import Invocation
 from mcp.services.evidence import evidence_verify
 from sessions_app.runs import validate_run_id
 
 
-class EvidencePagination(LimitOffsetPagination):
+class EvidencePagination(BoundedLimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
 
