@@ -20,7 +20,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	@echo "writing .env with a generated SESSION_SECRET"
 	@printf 'SESSION_SECRET=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
 
+# Development upstreams listen on loopback, which the destination policy refuses by default.
+LOOPBACK_UPSTREAMS := MCP_UPSTREAM_ALLOWED_CIDRS=127.0.0.0/8,::1/128
+
 run: $(VENV)/.runtime .env
+	@grep -q '^MCP_UPSTREAM_' .env || { echo "adding $(LOOPBACK_UPSTREAMS) to .env (upstream MCP servers on loopback)"; echo '$(LOOPBACK_UPSTREAMS)' >> .env; }
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py mcp_apikey create --name dev-admin --scopes admin:mcp --if-missing

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,6 +69,17 @@ def env_list(name: str) -> list[str]:
     if value is None:
         return []
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_cidrs(name: str) -> list[str]:
+    """Comma-separated networks (`10.0.0.0/8,fd00::/8`; a bare address is a /32 or /128)."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}: use networks like 10.0.0.0/8 or fd00::/8 (host bits zero), comma-separated") from None
+    return networks
 
 
 def env_url(name: str, *, schemes: set[str], default: str | None = None) -> str | None:
@@ -144,6 +156,10 @@ MCP_HEALTH_PROBE_INTERVAL_SECONDS = env_int("MCP_HEALTH_PROBE_INTERVAL_SECONDS",
 MCP_TOOLS_CACHE_TTL_SECONDS = env_int("MCP_TOOLS_CACHE_TTL_SECONDS", 300, minimum=1, maximum=86_400)
 MCP_UPSTREAM_MAX_RESPONSE_BYTES = env_int("MCP_UPSTREAM_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024)
 MCP_UPSTREAM_MAX_CONNECTIONS = env_int("MCP_UPSTREAM_MAX_CONNECTIONS", 100, minimum=1, maximum=10_000)
+# The destination policy for upstream servers (mcp/upstream/destinations.py): metadata and
+# link-local addresses are always refused; other non-public addresses only with one of these.
+MCP_UPSTREAM_ALLOW_PRIVATE = env_bool("MCP_UPSTREAM_ALLOW_PRIVATE", False)
+MCP_UPSTREAM_ALLOWED_CIDRS = env_cidrs("MCP_UPSTREAM_ALLOWED_CIDRS")
 MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
 MCP_MAX_JSON_DEPTH = env_int("MCP_MAX_JSON_DEPTH", 32, minimum=4, maximum=256)
 

@@ -167,14 +167,22 @@ class Http11Pool:
         return self._connect(origin, deadline), False
 
     def _connect(self, origin: tuple, deadline: float) -> http.client.HTTPConnection:
+        from mcp.upstream import destinations  # the SSRF guard (imported here: this method is its only seam)
+
         scheme, host, port = origin
         timeout = max(deadline - time.monotonic(), 0.001)
         if scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        # The destination policy, after DNS: connect only to an address it allows, resolved once
+        # here (a name that now resolves somewhere else is caught; TLS still checks the name).
+        conn._create_connection = destinations.connect_checked
         try:
             conn.connect()
+        except destinations.DestinationRefused:
+            conn.close()
+            raise
         except (socket.timeout, TimeoutError) as exc:
             conn.close()
             raise TimedOut("connect timed out") from exc

@@ -63,6 +63,10 @@ def test_a_bad_bind_address_stops_the_web_server():
         ("MCP_GRPC_BIND", "127.0.0.1", "HOST:PORT"),
         ("MCP_GRPC_METRICS_BIND", "127.0.0.1:metrics", "HOST:PORT"),
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
+        ("MCP_UPSTREAM_ALLOW_PRIVATE", "loopback", "use true or false"),
+        ("MCP_UPSTREAM_ALLOWED_CIDRS", "10.0.0.0/8,10.1.2.3/8", "host bits zero"),
+        ("MCP_UPSTREAM_ALLOWED_CIDRS", "localhost", "10.0.0.0/8"),
+        ("MCP_MAX_JSON_DEPTH", "1000", "between 4 and"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):
