@@ -12,7 +12,6 @@ in the shared cache reaches this one within a few seconds.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from django.utils import timezone
 
 from maestro.errors import Conflict, GatewayError, InvalidInput, NotFound
 from mcp.models import McpServer
+from mcp.policy import tool_filter_refusal
 from mcp.secrets import decrypt_headers, encrypt_headers
 from mcp.upstream.client import ServerSpec, get_client
 from mcp.upstream.destinations import DestinationRefused, destination_check_url
@@ -97,10 +97,9 @@ def server_spec(server: McpServer) -> ServerSpec:
 
 
 def tool_allowed(*, server, tool_name: str) -> bool:
-    """The server's own tool filter: a deny pattern wins; an empty allow list allows every tool."""
-    if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_deny):
-        return False
-    return not server.tool_allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_allow)
+    """The server's own tool filter (the policy's rule: a deny pattern wins; an empty allow list
+    allows every tool)."""
+    return tool_filter_refusal(tool=tool_name, tool_allow=server.tool_allow, tool_deny=server.tool_deny) is None
 
 
 # --- writes -----------------------------------------------------------------------------------
