@@ -23,3 +23,17 @@ def ops(api, db):
     """An API client holding an operator key with scope mcp:sessions."""
     api.credentials(HTTP_X_API_KEY=make_key(["mcp:sessions"]))
     return api
+
+
+@pytest.fixture(params=["redis", "embedded"])
+def either_store(request, settings, tmp_path):
+    """Runs a test once on Redis (the suite's default) and once on the embedded file cache."""
+    from sessions_app.store import CacheStore, RedisStore, get_store
+    from tests.sessions_app.helpers import flush_cache
+
+    if request.param == "embedded":
+        settings.REDIS_URL = None
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path / "cache")}}
+    assert isinstance(get_store(), RedisStore if request.param == "redis" else CacheStore), "the suite runs with Redis"
+    yield request.param
+    flush_cache()
