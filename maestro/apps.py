@@ -6,6 +6,6 @@ class MaestroConfig(AppConfig):
     verbose_name = "Maestro MCP"
 
     def ready(self) -> None:
-        from maestro import telemetry
+        from maestro import openapi, telemetry  # noqa: F401  (openapi registers the API key scheme)
 
         telemetry.configure()

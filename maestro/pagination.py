@@ -32,3 +32,40 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
 
     def get_offset(self, request):
         return _bounded(request, self.offset_query_param, default=0, minimum=0, maximum=MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view):
+        return page_parameters(default=self.default_limit, maximum=self.max_limit)
+
+
+def page_parameters(*, default: int, maximum: int) -> list[dict]:
+    """The two query parameters as OpenAPI describes them."""
+    return [
+        {"name": "limit", "in": "query", "required": False, "description": f"page size (default {default})",
+         "schema": {"type": "integer", "minimum": 1, "maximum": maximum}},
+        {"name": "offset", "in": "query", "required": False, "description": "rows to skip",
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}},
+    ]
+
+
+def page_openapi_parameters(paginator: LimitOffsetPagination) -> list:
+    """The same, for `extend_schema(parameters=...)` on views that page by hand."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return [
+        OpenApiParameter(p["name"], type=p["schema"], location=OpenApiParameter.QUERY, required=False, description=p["description"])
+        for p in paginator.get_schema_operation_parameters(None)
+    ]
+
+
+def page_schema(item: dict) -> dict:
+    """The JSON schema of one page of `item`s."""
+    return {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "next": {"type": "string", "format": "uri", "nullable": True},
+            "previous": {"type": "string", "format": "uri", "nullable": True},
+            "results": {"type": "array", "items": item},
+        },
+        "required": ["count", "next", "previous", "results"],
+    }

@@ -231,6 +231,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (never a CDN)
     "django_prometheus",
     "maestro",
     "sessions_app",
@@ -398,6 +400,25 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "maestro.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "maestro.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document (/api/schema/, Swagger UI at /api/docs/): public, like the API's shape in
+# the README; the data-plane routes are added by maestro.openapi.postprocess.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Maestro MCP gateway",
+    "DESCRIPTION": "Registry of MCP servers, run sessions, tool invocation with policy receipts and hash-chained evidence. "
+    'Every error has one shape: {"error": {"code", "message", "details"?}}.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "maestro.openapi.postprocess"],
+    "EXTENSIONS_INFO": {},
 }
 
 LOGGING = {

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from maestro.pagination import BoundedLimitOffsetPagination
+from maestro.pagination import BoundedLimitOffsetPagination, page_openapi_parameters, page_schema
 from sessions_app import selectors, services
 from sessions_app.permissions import IsOperator, RequireSessions
 from sessions_app.principals import operator_for
@@ -67,6 +68,28 @@ def session_json(record: selectors.SessionRecord, now: datetime) -> dict:
     }
 
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_TIME = {"type": "string", "format": "date-time"}
+SESSION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sid": {"type": "string"}, "run_id": {"type": "string"}, "scopes": _STRINGS, "servers": _STRINGS,
+        "status": {"type": "string", "enum": ["active", "expired", "revoked"]}, "issued_at": _TIME, "expires_at": _TIME,
+        "revoked_at": {**_TIME, "nullable": True}, "created_by": {"type": "string"},
+    },
+    "required": ["sid", "run_id", "scopes", "servers", "status", "issued_at", "expires_at", "revoked_at"],
+}
+SESSION_CREATED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sid": {"type": "string"}, "token": {"type": "string", "description": "shown once; the gateway never stores it"},
+        "token_type": {"type": "string", "enum": ["Bearer"]}, "run_id": {"type": "string"}, "scopes": _STRINGS,
+        "servers": {**_STRINGS, "description": "server ids; empty: any server"}, "issued_at": _TIME, "expires_at": _TIME,
+    },
+    "required": ["sid", "token", "token_type", "run_id", "scopes", "servers", "issued_at", "expires_at"],
+}
+
+
 class RunSessionsView(APIView):
     """POST: open a session for the run; GET: list the run's sessions; DELETE: revoke them all."""
 
@@ -75,6 +98,8 @@ class RunSessionsView(APIView):
             return [IsOperator()]
         return [IsOperator(), RequireSessions()]
 
+    @extend_schema(operation_id="run_sessions_create", tags=["sessions"], summary="Open a session for the run (the token is shown once)",
+                   request=SessionCreateSerializer, responses={201: SESSION_CREATED_SCHEMA})
     def post(self, request, run_id: str):
         body = SessionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -94,12 +119,15 @@ class RunSessionsView(APIView):
             headers={"Cache-Control": "no-store"},
         )
 
+    @extend_schema(operation_id="run_sessions_list", tags=["sessions"], summary="The run's sessions (never their tokens)",
+                   parameters=page_openapi_parameters(BoundedLimitOffsetPagination()), responses={200: page_schema(SESSION_SCHEMA)})
     def get(self, request, run_id: str):
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.session_list(run_id=run_id), request, view=self)
         now = datetime.now(tz=UTC)
         return paginator.get_paginated_response([session_json(r, now) for r in page])
 
+    @extend_schema(operation_id="run_sessions_revoke_all", tags=["sessions"], summary="Revoke every session of the run", responses={204: None})
     def delete(self, request, run_id: str):
         services.session_revoke_run(run_id=run_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -110,6 +138,7 @@ class RunSessionView(APIView):
 
     permission_classes = [IsOperator, RequireSessions]
 
+    @extend_schema(operation_id="run_session_revoke", tags=["sessions"], summary="Revoke one session (idempotent)", responses={204: None})
     def delete(self, request, run_id: str, sid: str):
         services.session_revoke(run_id=run_id, sid=sid)
         return Response(status=status.HTTP_204_NO_CONTENT)

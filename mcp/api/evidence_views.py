@@ -1,7 +1,8 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from maestro.pagination import BoundedLimitOffsetPagination
+from maestro.pagination import BoundedLimitOffsetPagination, page_openapi_parameters, page_schema
 from mcp.models import Invocation
 from mcp.services.evidence import evidence_verify
 from sessions_app.runs import validate_run_id
@@ -22,6 +23,35 @@ def _row(row: Invocation) -> dict:
     }
 
 
+_ROW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in ("id", "session_id", "server_id", "server", "tool", "error_code", "arguments_digest",
+                                                  "result_digest", "receipt", "transport", "prev_hash", "hash")},
+        "seq": {"type": "integer"}, "status": {"type": "string", "enum": ["success", "error", "denied"]}, "is_error": {"type": "boolean"},
+        "latency_ms": {"type": "number"}, "created_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "seq", "tool", "status", "hash", "prev_hash"],
+}
+_VERIFICATION = {
+    "type": "object",
+    "properties": {
+        "chain": {"type": "string", "enum": ["valid", "broken"]}, "length": {"type": "integer"},
+        "head": {"type": "string", "nullable": True}, "at_seq": {"type": "integer"}, "reason": {"type": "string"},
+    },
+    "required": ["chain", "length"],
+}
+_PAGE = page_schema(_ROW_SCHEMA)
+EVIDENCE_SCHEMA = {
+    **_PAGE,
+    "properties": {**_PAGE["properties"], "run_id": {"type": "string"}, "chain": {"type": "string", "enum": ["valid", "broken"]},
+                   "verification": _VERIFICATION},
+    "required": [*_PAGE["required"], "run_id", "chain", "verification"],
+}
+
+
+@extend_schema(operation_id="run_evidence", tags=["evidence"], summary="The run's evidence rows and whether the chain verifies",
+               parameters=page_openapi_parameters(EvidencePagination()), responses={200: EVIDENCE_SCHEMA})
 @api_view(["GET"])
 def run_evidence(request, run_id: str):
     """The run's evidence rows (paginated, in chain order) and whether the whole chain verifies."""
