@@ -14,6 +14,8 @@ from copy import deepcopy
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from sessions_app.runs import RUN_ID_RE
+
 API = "/api/maestro/v1"
 RECEIPT_HEADER = "x-ig-policy-receipt"
 
@@ -56,18 +58,20 @@ def _json(schema: dict, description: str) -> dict:
 
 RUN_ID = {
     "name": "run_id", "in": "path", "required": True, "description": "the run: 1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"},
+    "schema": {"type": "string", "pattern": f"^{RUN_ID_RE.pattern}$"}, "example": "run-42",
 }
 INVOKE_REQUEST = {
     "type": "object",
     "properties": {
         "server": {"type": "string", "description": "the server's name or id"},
         "tool": {"type": "string", "description": "the tool's name"},
-        "arguments": {"type": "object", "additionalProperties": True, "description": "validated against the tool's inputSchema"},
-        "timeout_ms": {"type": "integer", "minimum": 1, "description": "at most the server's timeout_ms"},
+        "arguments": {"type": "object", "additionalProperties": True, "nullable": True,
+                      "description": "validated against the tool's inputSchema; null or absent: {}"},
+        "timeout_ms": {"type": "integer", "minimum": 1, "nullable": True, "description": "at most the server's timeout_ms; null or absent: the server's"},
     },
     "required": ["server", "tool"],
     "additionalProperties": False,
+    "example": {"server": "files", "tool": "echo", "arguments": {"text": "hello"}},
 }
 INVOKE_RESULT = {
     "type": "object",

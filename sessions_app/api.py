@@ -17,6 +17,7 @@ from maestro.pagination import BoundedLimitOffsetPagination, page_openapi_parame
 from sessions_app import selectors, services
 from sessions_app.permissions import IsOperator, RequireSessions
 from sessions_app.principals import operator_for
+from sessions_app.runs import run_id_openapi_parameter
 
 
 class _StrictStr(serializers.CharField):
@@ -99,7 +100,7 @@ class RunSessionsView(APIView):
         return [IsOperator(), RequireSessions()]
 
     @extend_schema(operation_id="run_sessions_create", tags=["sessions"], summary="Open a session for the run (the token is shown once)",
-                   request=SessionCreateSerializer, responses={201: SESSION_CREATED_SCHEMA})
+                   request=SessionCreateSerializer, responses={201: SESSION_CREATED_SCHEMA}, parameters=[run_id_openapi_parameter()])
     def post(self, request, run_id: str):
         body = SessionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -120,14 +121,15 @@ class RunSessionsView(APIView):
         )
 
     @extend_schema(operation_id="run_sessions_list", tags=["sessions"], summary="The run's sessions (never their tokens)",
-                   parameters=page_openapi_parameters(BoundedLimitOffsetPagination()), responses={200: page_schema(SESSION_SCHEMA)})
+                   parameters=[run_id_openapi_parameter(), *page_openapi_parameters(BoundedLimitOffsetPagination())], responses={200: page_schema(SESSION_SCHEMA)})
     def get(self, request, run_id: str):
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.session_list(run_id=run_id), request, view=self)
         now = datetime.now(tz=UTC)
         return paginator.get_paginated_response([session_json(r, now) for r in page])
 
-    @extend_schema(operation_id="run_sessions_revoke_all", tags=["sessions"], summary="Revoke every session of the run", responses={204: None})
+    @extend_schema(operation_id="run_sessions_revoke_all", tags=["sessions"], summary="Revoke every session of the run", responses={204: None},
+                   parameters=[run_id_openapi_parameter()])
     def delete(self, request, run_id: str):
         services.session_revoke_run(run_id=run_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -138,7 +140,8 @@ class RunSessionView(APIView):
 
     permission_classes = [IsOperator, RequireSessions]
 
-    @extend_schema(operation_id="run_session_revoke", tags=["sessions"], summary="Revoke one session (idempotent)", responses={204: None})
+    @extend_schema(operation_id="run_session_revoke", tags=["sessions"], summary="Revoke one session (idempotent)", responses={204: None},
+                   parameters=[run_id_openapi_parameter()])
     def delete(self, request, run_id: str, sid: str):
         services.session_revoke(run_id=run_id, sid=sid)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from maestro.pagination import BoundedLimitOffsetPagination, page_openapi_parameters, page_schema
 from mcp.models import Invocation
 from mcp.services.evidence import evidence_verify
-from sessions_app.runs import validate_run_id
+from sessions_app.runs import run_id_openapi_parameter, validate_run_id
 
 
 class EvidencePagination(BoundedLimitOffsetPagination):
@@ -51,7 +51,7 @@ EVIDENCE_SCHEMA = {
 
 
 @extend_schema(operation_id="run_evidence", tags=["evidence"], summary="The run's evidence rows and whether the chain verifies",
-               parameters=page_openapi_parameters(EvidencePagination()), responses={200: EVIDENCE_SCHEMA})
+               parameters=[run_id_openapi_parameter(), *page_openapi_parameters(EvidencePagination())], responses={200: EVIDENCE_SCHEMA})
 @api_view(["GET"])
 def run_evidence(request, run_id: str):
     """The run's evidence rows (paginated, in chain order) and whether the whole chain verifies."""
