@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench grpc-stubs system-deps clean
+.PHONY: run test bench mutants grpc-stubs system-deps clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: $(VENV)/.dev system-deps
 bench: $(VENV)/.dev
 	./scripts/ensure-system-deps.sh --bench
 	$(PY) -m bench.run
+
+# Mutation testing of the guarantee modules (scripts/mutants.py lists them with their tests).
+mutants: $(VENV)/.dev system-deps
+	$(PY) scripts/mutants.py
 
 grpc-stubs: $(VENV)/.dev
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. mcp/grpc/gateway.proto

@@ -19,13 +19,15 @@ def log_output():
     """Point the configured stderr handler (with its real filter and formatter) at a buffer."""
     handler = logging.getLogger().handlers[0]
     buffer = io.StringIO()
-    previous = handler.setStream(buffer)
+    # Swapped, not setStream(): that flushes the old stream, which a previous in-process pytest run
+    # (mutmut runs several) may have closed.
+    previous, handler.stream = handler.stream, buffer
     access = logging.getLogger("maestro.access")
     old_level = access.level
     access.setLevel(logging.DEBUG)
     yield buffer
     access.setLevel(old_level)
-    handler.setStream(previous)
+    handler.stream = previous
 
 
 @pytest.mark.django_db

@@ -71,6 +71,14 @@ def test_the_format_is_frozen():
     assert digest({"b": 1, "a": [1, "é"]}) == hashlib.sha256('{"a":[1,"é"],"b":1}'.encode()).hexdigest()
 
 
+def test_values_json_cannot_hold_are_digested_as_their_text():
+    import uuid
+    from datetime import UTC, datetime
+
+    ident, moment = uuid.UUID(int=7), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert canonical_json({"id": ident, "at": moment}) == f'{{"at":"{moment}","id":"{ident}"}}'.encode()
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), [float("-inf")], {"a": float("nan")}])
 def test_non_finite_numbers_have_no_canonical_form(value):
     with pytest.raises(ValueError):

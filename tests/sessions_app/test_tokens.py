@@ -271,3 +271,17 @@ def b64decode_lax(segment: str) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@pytest.mark.parametrize(("token_fn", "words"), [
+    (lambda: "a.b", "malformed"),
+    (lambda: forge(aud="another-service"), "audience"),
+    (lambda: forge(iss="someone-else"), "issuer"),
+    (lambda: forge(key=b"not-the-gateway-secret-but-long-enough-32b"), "signature"),
+])
+def test_each_refusal_says_why(token_fn, words):
+    from sessions_app import tokens
+
+    with pytest.raises(errors.Unauthenticated) as caught:
+        tokens.verify(token_fn())
+    assert isinstance(caught.value.message, str) and words in caught.value.message
