@@ -285,3 +285,16 @@ def test_each_refusal_says_why(token_fn, words):
     with pytest.raises(errors.Unauthenticated) as caught:
         tokens.verify(token_fn())
     assert isinstance(caught.value.message, str) and words in caught.value.message
+
+
+def test_a_token_of_exactly_the_maximum_length_is_read():
+    from sessions_app.tokens import MAX_TOKEN_CHARS
+
+    base = len(signed({"alg": "HS256", "typ": "JWT"}, claims(x="")))
+    for filler in range(MAX_TOKEN_CHARS - base - 8, MAX_TOKEN_CHARS - base + 8):
+        token = signed({"alg": "HS256", "typ": "JWT"}, claims(x="y" * max(filler * 3 // 4, 0)))
+        if len(token) == MAX_TOKEN_CHARS:
+            break
+    assert len(token) == MAX_TOKEN_CHARS
+    assert outcome(token) == "ok"
+    assert outcome(token + "A") == "malformed_token"
