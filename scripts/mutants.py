@@ -102,7 +102,8 @@ def main(argv: list[str]) -> int:
             counts = outcomes.get(module, Counter())
             n, killed, survived = sum(counts.values()), counts["killed"], counts["survived"]
             total.update(counts)
-            print(f"{module:32} {n:8} {killed:7} {survived:9} {n - killed - survived:6} {killed / n if n else 0:10.1%}")
+            other = ", ".join(f"{count} {status}" for status, count in counts.items() if status not in ("killed", "survived"))
+            print(f"{module:32} {n:8} {killed:7} {survived:9} {n - killed - survived:6} {killed / n if n else 0:10.1%}  {other}")
         n = sum(total.values())
         print(f"{'all':32} {n:8} {total['killed']:7} {total['survived']:9} {n - total['killed'] - total['survived']:6} "
               f"{total['killed'] / n if n else 0:10.1%}")

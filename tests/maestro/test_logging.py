@@ -77,7 +77,7 @@ def test_redaction_goes_by_key_name_not_only_by_value_shape():
 def test_an_extra_field_named_password_is_redacted(log_output):
     logging.getLogger("maestro.test").warning("login", extra={"password": "hunter2-by-name-3", "user": "ops"})
     line = json.loads(log_output.getvalue().splitlines()[-1])
-    assert (line["password"], line["user"]) == ("[REDACTED]", "ops")
+    assert (line["password"], line["user"], line["logger"], line["level"]) == ("[REDACTED]", "ops", "maestro.test", "WARNING")
 
 
 @pytest.mark.parametrize(("text", "secret"), [
