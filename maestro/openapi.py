@@ -167,7 +167,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "an operator API key (`manage.py mcp_apikey create`)"}
 
 
-def _errors_for(path: str, method: str, operation: dict) -> list[str]:
+def _errors_for(path: str, method: str) -> list[str]:
     """The error statuses a DRF operation can answer, from what it takes and how it is guarded."""
     statuses = ["400", "401", "403"]  # every operator route: bad query/body/path, no or bad key, scope
     if "{" in path:
@@ -194,7 +194,7 @@ def postprocess(result: dict, generator, request, public) -> dict:
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            for status in _errors_for(path, method, operation):
+            for status in _errors_for(path, method):
                 operation["responses"].setdefault(status, _error(status))
             operation["responses"].setdefault("405", _error("405"))
             operation["responses"].setdefault("406", _error("406"))

@@ -419,7 +419,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "maestro.openapi.postprocess"],
-    "EXTENSIONS_INFO": {},
 }
 
 LOGGING = {
