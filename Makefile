@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench grpc-stubs system-deps clean
+.PHONY: run test bench mutants grpc-stubs system-deps clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	@echo "writing .env with a generated SESSION_SECRET"
 	@printf 'SESSION_SECRET=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
 
+# Development upstreams listen on loopback, which the destination policy refuses by default.
+LOOPBACK_UPSTREAMS := MCP_UPSTREAM_ALLOWED_CIDRS=127.0.0.0/8,::1/128
+
 run: $(VENV)/.runtime .env
+	@grep -q '^MCP_UPSTREAM_' .env || { echo "adding $(LOOPBACK_UPSTREAMS) to .env (upstream MCP servers on loopback)"; echo '$(LOOPBACK_UPSTREAMS)' >> .env; }
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py mcp_apikey create --name dev-admin --scopes admin:mcp --if-missing
@@ -35,6 +39,10 @@ test: $(VENV)/.dev system-deps
 bench: $(VENV)/.dev
 	./scripts/ensure-system-deps.sh --bench
 	$(PY) -m bench.run
+
+# Mutation testing of the guarantee modules (scripts/mutants.py lists them with their tests).
+mutants: $(VENV)/.dev system-deps
+	$(PY) scripts/mutants.py
 
 grpc-stubs: $(VENV)/.dev
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. mcp/grpc/gateway.proto

@@ -156,6 +156,8 @@ class Stack:
             "MAESTRO_DATA_DIR": str(self.logdir / "data"),
             "MAESTRO_HTTP_BIND": f"127.0.0.1:{self.http_port}",
             "MCP_GRPC_BIND": f"127.0.0.1:{self.grpc_port}",
+            # The upstream is on loopback, which the destination policy refuses unless allowed.
+            "MCP_UPSTREAM_ALLOWED_CIDRS": "127.0.0.0/8,::1/128",
             # One session carries a whole burst (up to 10,000 calls); the default limit (32) would 429 it.
             "MCP_SESSION_MAX_IN_FLIGHT": "20000",
         })

@@ -115,3 +115,32 @@ def json_403(request, exception=None):
 
 def json_500(request):
     return JsonResponse(error_body("internal_error", "internal error"), status=500)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: the one error shape instead of Django's HTML page."""
+    return JsonResponse(error_body("csrf_failed", "CSRF verification failed: send an API key, or the CSRF token with a login session"), status=403)
+
+
+def json_methods(*methods: str):
+    """Like Django's require_http_methods, for stateless JSON endpoints: another method is a 405 in
+    the one error shape (with Allow), and no CSRF check runs first (nothing here uses a cookie)."""
+    from functools import wraps
+
+    from django.views.decorators.csrf import csrf_exempt
+
+    allowed = sorted({*methods, "HEAD"} if "GET" in methods else set(methods))
+
+    def decorate(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in allowed:
+                response = JsonResponse(error_body("method_not_allowed", f"method {request.method} is not allowed here"), status=405)
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

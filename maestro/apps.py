@@ -6,7 +6,7 @@ class MaestroConfig(AppConfig):
     verbose_name = "Maestro MCP"
 
     def ready(self) -> None:
-        from maestro import metrics, prometheus, telemetry  # noqa: F401  (metrics: defines them all)
+        from maestro import metrics, openapi, prometheus, telemetry  # noqa: F401  (metrics: defines them all; openapi registers the API key scheme)
         from maestro.health import ReadinessCollector
 
         telemetry.configure()

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+
+from maestro.api_errors import json_methods
 
 READY_DEADLINE_SECONDS = 1.8
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readiness")
@@ -80,12 +81,12 @@ class ReadinessCollector:
         return []  # checked live; describing would run the checks at registration
 
 
-@require_GET
+@json_methods("GET")
 def health(request):
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@json_methods("GET")
 def ready(request):
     outcome = run_checks(readiness_checks())
     failing = sorted(name for name, result in outcome["checks"].items() if result["status"] != "up")

@@ -24,8 +24,11 @@ _SECRET_IN_TEXT = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),  # JWT-shaped
     (re.compile(r"\bmcpk_[A-Za-z0-9_-]{8,}"), REDACTED),  # Maestro API keys
+    # An authorization value is a credential whatever its scheme ("Token s3cr3t", "Negotiate ..."):
+    # the scheme word goes too, so no scheme can leave the credential after it.
+    (re.compile(r"(?i)((?:proxy[-_])?authorization[\"']?\s*[=:]\s*[\"']?)(?:[A-Za-z][\w.-]*\s+)?[^\s&\"',;}]+"), r"\1" + REDACTED),
     (
-        re.compile(r"(?i)((?:token|secret|password|api[_-]?key|authorization)[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"),
+        re.compile(r"(?i)((?:token|secret|password|passwd|api[_-]?key|cookie)[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)"),
         r"\1" + REDACTED,
     ),
 ]

@@ -6,6 +6,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.http import JsonResponse
 
 logger = logging.getLogger("maestro.access")
 
@@ -33,3 +34,20 @@ class RequestLogMiddleware:
                 extra["response_headers"] = dict(response.items())
             logger.info("request", extra=extra)
         return response
+
+
+class NulGuardMiddleware:
+    """A URL with a NUL character (`%00`) is a 400 before any view runs: PostgreSQL text cannot hold
+    NUL, so a path or query value carrying one would otherwise fail inside a query (a 500), and no
+    route or parameter of this API has a use for it. One rule for every route and parameter."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            from maestro.api_errors import error_body
+
+            return JsonResponse(error_body("invalid_request", "the URL holds a NUL character (%00)"), status=400)
+        return self.get_response(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,6 +69,17 @@ def env_list(name: str) -> list[str]:
     if value is None:
         return []
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_cidrs(name: str) -> list[str]:
+    """Comma-separated networks (`10.0.0.0/8,fd00::/8`; a bare address is a /32 or /128)."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}: use networks like 10.0.0.0/8 or fd00::/8 (host bits zero), comma-separated") from None
+    return networks
 
 
 def env_url(name: str, *, schemes: set[str], default: str | None = None) -> str | None:
@@ -148,7 +160,12 @@ MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS = env_int("MCP_EVIDENCE_VERIFY_INTERVAL_SEC
 MCP_TOOLS_CACHE_TTL_SECONDS = env_int("MCP_TOOLS_CACHE_TTL_SECONDS", 300, minimum=1, maximum=86_400)
 MCP_UPSTREAM_MAX_RESPONSE_BYTES = env_int("MCP_UPSTREAM_MAX_RESPONSE_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024)
 MCP_UPSTREAM_MAX_CONNECTIONS = env_int("MCP_UPSTREAM_MAX_CONNECTIONS", 100, minimum=1, maximum=10_000)
+# The destination policy for upstream servers (mcp/upstream/destinations.py): metadata and
+# link-local addresses are always refused; other non-public addresses only with one of these.
+MCP_UPSTREAM_ALLOW_PRIVATE = env_bool("MCP_UPSTREAM_ALLOW_PRIVATE", False)
+MCP_UPSTREAM_ALLOWED_CIDRS = env_cidrs("MCP_UPSTREAM_ALLOWED_CIDRS")
 MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+MCP_MAX_JSON_DEPTH = env_int("MCP_MAX_JSON_DEPTH", 32, minimum=4, maximum=256)
 
 POLICY_RECEIPT_SECRET = _secret("POLICY_RECEIPT_SECRET", required=False)
 POLICY_RECEIPT_KEY = POLICY_RECEIPT_SECRET or _derive(SESSION_SECRET, "maestro-mcp/policy-receipt/v1")
@@ -206,6 +223,7 @@ SECRET_KEY = _raw("DJANGO_SECRET_KEY") or _derive(SESSION_SECRET, "maestro-mcp/d
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "[::1]", "testserver"]
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "maestro.api_errors.csrf_failure"
 LOG_LEVEL = (_raw("DJANGO_LOG_LEVEL") or "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ConfigError(f"DJANGO_LOG_LEVEL={LOG_LEVEL!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -220,6 +238,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (never a CDN)
     "django_prometheus",
     "maestro",
     "sessions_app",
@@ -229,6 +249,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "maestro.middleware.RequestLogMiddleware",
+    "maestro.middleware.NulGuardMiddleware",
     "maestro.telemetry.RouteSpanMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -398,10 +419,28 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["sessions_app.permissions.IsOperator"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["maestro.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "maestro.api_errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "maestro.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI document (/api/schema/, Swagger UI at /api/docs/): public, like the API's shape in
+# the README; the data-plane routes are added by maestro.openapi.postprocess.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Maestro MCP gateway",
+    "DESCRIPTION": "Registry of MCP servers, run sessions, tool invocation with policy receipts and hash-chained evidence. "
+    'Every error has one shape: {"error": {"code", "message", "details"?}}.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "maestro.openapi.postprocess"],
 }
 
 LOGGING = {

@@ -4,6 +4,7 @@ readiness, admin and metrics stay: the kill switch removes the surface, it does 
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from maestro import health, prometheus
 from sessions_app.operator_views import whoami
@@ -26,4 +27,6 @@ if settings.MAESTRO_MCP_ENABLED:
         path("api/maestro/v1/", include("sessions_app.urls")),
         path("api/maestro/v1/", include("mcp.api.urls")),
         path("", include("mcp.page_urls")),
+        path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
+        path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
     ]

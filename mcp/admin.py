@@ -54,6 +54,15 @@ class McpServerForm(forms.ModelForm):
         model = McpServer
         fields = ["name", "url", "description", "enabled", "timeout_ms", "scopes", "tags", "tool_allow", "tool_deny"]
 
+    def clean_url(self):
+        url = self.cleaned_data.get("url")
+        if url and (self.instance._state.adding or "url" in self.changed_data):
+            try:
+                registry.server_destination_check(url=url)
+            except GatewayError as exc:
+                raise forms.ValidationError(exc.message.removeprefix("url: ")) from None
+        return url
+
     def clean_auth_headers(self):
         text = self.cleaned_data.get("auth_headers") or ""
         if not text.strip():

@@ -48,10 +48,22 @@ def builtin_check_server_and_tool(
     missing = [scope for scope in server_scopes if scope not in session_scopes]
     if missing:
         return _deny("server_scope_missing", f"server {server_name!r} requires scope {missing[0]!r}")
+    refusal = tool_filter_refusal(tool=tool, tool_allow=tool_allow, tool_deny=tool_deny)
+    if refusal == "tool_denied":
+        return _deny(refusal, f"tool {tool!r} is denied on server {server_name!r}")
+    if refusal == "tool_not_allowed":
+        return _deny(refusal, f"tool {tool!r} is not in server {server_name!r}'s allow list")
+    return None
+
+
+def tool_filter_refusal(*, tool: str, tool_allow, tool_deny) -> str | None:
+    """A server's tool globs, the one copy of the rule (enforcement, tool listings and the registry
+    API's `filtered_out` all use it): a deny match wins ("tool_denied"); a non-empty allow list
+    must match ("tool_not_allowed"); None when the tool may be called."""
     if any(fnmatch.fnmatchcase(tool, pattern) for pattern in tool_deny):
-        return _deny("tool_denied", f"tool {tool!r} is denied on server {server_name!r}")
+        return "tool_denied"
     if tool_allow and not any(fnmatch.fnmatchcase(tool, pattern) for pattern in tool_allow):
-        return _deny("tool_not_allowed", f"tool {tool!r} is not in server {server_name!r}'s allow list")
+        return "tool_not_allowed"
     return None
 
 

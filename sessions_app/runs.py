@@ -18,3 +18,11 @@ def validate_run_id(run_id) -> str:
             details={"field": "run_id"},
         )
     return run_id
+
+
+def run_id_openapi_parameter():
+    """The `run_id` path parameter as the OpenAPI document describes it (the same rule)."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return OpenApiParameter("run_id", type={"type": "string", "pattern": f"^{RUN_ID_RE.pattern}$"}, location=OpenApiParameter.PATH,
+                            description="the run: 1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit")

@@ -80,8 +80,19 @@ def _unauthenticated(code: str, message: str) -> errors.Unauthenticated:
     return errors.Unauthenticated(message, code=code)
 
 
+_B64URL_INDEX = {ch: i for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+# The last character of a segment whose length is 2 or 3 mod 4 carries 4 or 2 bits no byte uses;
+# canonical base64url leaves them zero (a length of 1 mod 4 is never valid).
+_SPARE_BITS_MASK = {0: 0, 2: 0b1111, 3: 0b11}
+
+
 def _b64decode(segment: str) -> bytes:
-    # Strict: characters outside the URL-safe alphabet are an error, not silently skipped.
+    """Strict base64url without padding, in its one canonical spelling: characters outside the
+    alphabet, `=` padding, or spare bits that are not zero (a second spelling of the same bytes)
+    are errors. One token, one spelling: a token cannot be replayed under another string."""
+    mask = _SPARE_BITS_MASK.get(len(segment) % 4)
+    if mask is None or "=" in segment or (mask and _B64URL_INDEX.get(segment[-1], 0) & mask):
+        raise ValueError("not canonical base64url")
     return base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
 
 
@@ -91,8 +102,14 @@ def _mac(key: bytes):
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# 9999-12-31T23:59:59Z: the largest time a datetime holds. A signed token may still carry NaN,
+# Infinity, 1e400 or 10**30 (a bug in an older issuer); none of them is a time.
+_MAX_TIME = 253_402_300_799
+
+
+def _time(value) -> bool:
+    """A Unix time: an int or a finite float in [0, _MAX_TIME] (NaN fails every comparison)."""
+    return type(value) in (int, float) and 0 <= value <= _MAX_TIME
 
 
 def verify(token: str) -> SessionClaims:
@@ -140,7 +157,7 @@ def _check_registered_claims(payload: dict) -> dict:
     if missing:
         raise _unauthenticated("invalid_token", f"the session token lacks the {missing[0]!r} claim")
     exp, iat = payload["exp"], payload["iat"]
-    if not _number(exp) or not _number(iat) or ("nbf" in payload and not _number(payload["nbf"])):
+    if not _time(exp) or not _time(iat) or ("nbf" in payload and not _time(payload["nbf"])):
         raise _unauthenticated("invalid_token", "the session token's times are not numbers")
     now = time.time()
     leeway = settings.SESSION_TOKEN_LEEWAY_SECONDS

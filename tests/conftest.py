@@ -5,9 +5,12 @@ PostgreSQL and Redis come from tests.support.plugin."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from django.core.cache import cache
 from django.urls import clear_url_caches
 from rest_framework.test import APIClient
@@ -19,6 +22,15 @@ from tests.upstreams.launch import start_sdk, wait_ready
 
 FAULTY_HUGE_BYTES = 6 * 1024 * 1024  # over the default 4 MiB cap
 FAULTY_SLOW_SECONDS = 20.0
+
+# Property tests: bounded (the suite's time budget) and, in CI, derandomized (a failure there is
+# reproducible; locally every run explores new examples). Function-scoped fixtures are fine here:
+# the property tests give every example its own run id, so examples never see each other's rows.
+hypothesis_settings.register_profile(
+    "maestro", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("maestro"), derandomize=True, database=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "maestro")
 
 
 def _clear_caches() -> None:

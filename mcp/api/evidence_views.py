@@ -1,20 +1,19 @@
-import json
-
 from django.http import StreamingHttpResponse
-from rest_framework.decorators import api_view, renderer_classes
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import api_view, content_negotiation_class, renderer_classes
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from maestro.errors import InvalidInput
+from maestro.pagination import MAX_OFFSET, bounded_number, page_openapi_parameters, page_schema
 from mcp.models import Invocation
 from mcp.services.evidence_chain import evidence_listing
 from mcp.services.evidence_file import evidence_jsonl
-from sessions_app.runs import validate_run_id
+from sessions_app.runs import run_id_openapi_parameter, validate_run_id
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-MAX_NUMBER = 10**15
 
 
 def _row(row: Invocation) -> dict:
@@ -27,24 +26,58 @@ def _row(row: Invocation) -> dict:
     }
 
 
-def _number(request, name: str, default: int, minimum: int, maximum: int) -> int:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
-    if not value.isdigit() or not minimum <= int(value) <= maximum:
-        raise InvalidInput(f"{name}: a whole number from {minimum} to {maximum}", details={"field": name})
-    return int(value)
+_ROW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        **{name: {"type": "string"} for name in ("id", "session_id", "server_id", "server", "tool", "error_code", "arguments_digest",
+                                                  "result_digest", "receipt", "transport", "prev_hash", "hash")},
+        "seq": {"type": "integer"}, "status": {"type": "string", "enum": ["success", "error", "denied"]}, "is_error": {"type": "boolean"},
+        "latency_ms": {"type": "number"}, "created_at": {"type": "string", "format": "date-time"},
+    },
+    "required": ["id", "seq", "tool", "status", "hash", "prev_hash"],
+}
+_CHAIN = {"type": "string", "enum": ["valid", "pending", "broken"]}
+_VERIFICATION = {
+    "type": "object",
+    "properties": {
+        "chain": _CHAIN, "verified_through": {"type": "integer"}, "length": {"type": "integer"},
+        "verified_at": {"type": "string", "format": "date-time", "nullable": True},
+        "full_check_at": {"type": "string", "format": "date-time", "nullable": True},
+        "at_seq": {"type": "integer"}, "reason": {"type": "string"},
+    },
+    "required": ["chain", "verified_through", "length"],
+}
+_PAGE = page_schema(_ROW_SCHEMA)
+EVIDENCE_SCHEMA = {
+    **_PAGE,
+    "properties": {**_PAGE["properties"], "run_id": {"type": "string"}, "chain": _CHAIN, "verification": _VERIFICATION},
+    "required": [*_PAGE["required"], "run_id", "chain", "verification"],
+}
+_AFTER_SEQ = OpenApiParameter("after_seq", type={"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, location=OpenApiParameter.QUERY,
+                              required=False, description="rows after this seq (what `next` uses; as fast deep in the chain as at its start)")
 
 
+class _EvidencePaging:
+    default_limit, max_limit = DEFAULT_LIMIT, MAX_LIMIT
+
+    def get_schema_operation_parameters(self, view):
+        from maestro.pagination import page_parameters
+
+        return page_parameters(default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+
+
+@extend_schema(operation_id="run_evidence", tags=["evidence"], summary="The run's evidence rows and how far its chain is verified",
+               parameters=[run_id_openapi_parameter(), *page_openapi_parameters(_EvidencePaging()), _AFTER_SEQ],
+               responses={200: EVIDENCE_SCHEMA})
 @api_view(["GET"])
 def run_evidence(request, run_id: str):
     """The run's evidence rows in chain order (`?after_seq=&limit=`, or `?offset=`), and how far
     the chain is verified: the stored checkpoint brought forward, and this page's rows re-hashed.
     `count` is the chain's length (its newest row's seq); `next` pages by `after_seq`."""
     validate_run_id(run_id)
-    limit = _number(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    after_seq = _number(request, "after_seq", 0, 0, MAX_NUMBER)
-    offset = _number(request, "offset", 0, 0, MAX_NUMBER)
+    limit = bounded_number(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    after_seq = bounded_number(request, "after_seq", default=0, minimum=0, maximum=MAX_OFFSET)
+    offset = bounded_number(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
     listing = evidence_listing(run_id=run_id, after_seq=after_seq, offset=offset, limit=limit)
     url = remove_query_param(request.build_absolute_uri(), "offset")
     last = listing.rows[-1].seq if listing.rows else None
@@ -60,18 +93,22 @@ def run_evidence(request, run_id: str):
     })
 
 
-class JsonLinesRenderer(BaseRenderer):
-    """Lets a client ask for `Accept: application/x-ndjson`; errors are still one JSON object."""
+class _AnyAccept(BaseContentNegotiation):
+    """The export answers JSON Lines whatever the client accepts, and its errors the one JSON
+    error shape (never a 406 for `Accept: application/x-ndjson`, never an error labelled ndjson)."""
 
-    media_type = "application/x-ndjson"
-    format = "jsonl"
+    def select_parser(self, request, parsers):
+        return parsers[0]
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return json.dumps(data).encode()
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
+@extend_schema(operation_id="run_evidence_export", tags=["evidence"], summary="The run's whole chain as JSON Lines",
+               parameters=[run_id_openapi_parameter()], responses={(200, "application/x-ndjson"): {"type": "string"}})
 @api_view(["GET"])
-@renderer_classes([JSONRenderer, JsonLinesRenderer])
+@renderer_classes([JSONRenderer])
+@content_negotiation_class(_AnyAccept)
 def run_evidence_export(request, run_id: str):
     """The run's whole chain as JSON Lines, streamed (`mcp_evidence verify --file` checks it)."""
     validate_run_id(run_id)

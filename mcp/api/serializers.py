@@ -5,6 +5,7 @@ only `has_auth_headers` and the header names."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mcp import models as M
@@ -53,6 +54,8 @@ class StrictListField(serializers.ListField):
         super().__init__(child=StrictCharField(allow_blank=True, trim_whitespace=False), validators=[_django(validator)], **kwargs)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}, "nullable": True, "writeOnly": True,
+                      "description": "upstream auth headers: write-only, encrypted at rest, never returned"})
 class HeadersField(serializers.Field):
     def to_internal_value(self, data):
         if data is None:
@@ -65,6 +68,18 @@ class HeadersField(serializers.Field):
 
     def to_representation(self, value):  # pragma: no cover - write_only, never rendered
         raise AssertionError("auth headers are write-only")
+
+
+_ERROR = {"type": "object", "nullable": True, "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": [choice.value for choice in McpServer.Health]},
+        "latency_ms": {"type": "number", "nullable": True}, "protocol_version": {"type": "string", "nullable": True},
+        "server_info": {"type": "object", "nullable": True, "additionalProperties": True},
+        "checked_at": {"type": "string", "format": "date-time", "nullable": True}, "error": _ERROR,
+    },
+}
 
 
 class McpServerSerializer(serializers.ModelSerializer):
@@ -100,6 +115,7 @@ class McpServerSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({unknown[0]: ["unknown field"]})
         return super().to_internal_value(data)
 
+    @extend_schema_field(HEALTH_SCHEMA)
     def get_health(self, server: McpServer) -> dict:
         return {
             "status": server.health_status,
@@ -110,5 +126,6 @@ class McpServerSerializer(serializers.ModelSerializer):
             "error": {"code": server.health_error_code, "message": server.health_error} if server.health_error_code else None,
         }
 
+    @extend_schema_field({"type": "integer", "nullable": True})
     def get_tools_count(self, server: McpServer) -> int | None:
         return None if server.tools_cache is None else len(server.tools_cache)

@@ -7,6 +7,7 @@ raised and rendered once, by `maestro.api_errors`.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -33,6 +34,46 @@ def _flag(request, name: str) -> bool | None:
     raise InvalidInput(f"{name}: use true or false", details={"field": name})
 
 
+_FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "server": {"type": "string"}, "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": ["healthy", "unhealthy", "unreachable"]}, "latency_ms": {"type": "number"},
+        "protocol_version": {"type": "string"}, "server_info": {"type": "object", "additionalProperties": True},
+        "checked_at": {"type": "string", "format": "date-time"},
+        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]},
+    },
+    "required": ["server", "id", "status", "checked_at"],
+}
+TOOLS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "server": {"type": "string"}, "count": {"type": "integer"},
+        "tools": {"type": "array", "items": {"type": "object", "additionalProperties": True, "properties": {"name": {"type": "string"}}}},
+        "fetched_at": {"type": "string", "format": "date-time", "nullable": True}, "cached": {"type": "boolean"},
+        "filtered_out": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["server", "count", "tools", "fetched_at", "cached", "filtered_out"],
+}
+_REF = OpenApiParameter("ref", type={"type": "string"}, location=OpenApiParameter.PATH, description="the server's UUID or name")
+
+
+@extend_schema_view(
+    list=extend_schema(operation_id="servers_list", parameters=[
+        OpenApiParameter("tag", type={"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,31}$"}, description="whole tag"),
+        OpenApiParameter("enabled", type=_FLAG), OpenApiParameter("search", type={"type": "string", "maxLength": 64}, description="in the name"),
+    ]),
+    create=extend_schema(operation_id="servers_create"),
+    retrieve=extend_schema(operation_id="servers_read", parameters=[_REF]),
+    update=extend_schema(operation_id="servers_replace", parameters=[_REF]),
+    partial_update=extend_schema(operation_id="servers_update", parameters=[_REF]),
+    destroy=extend_schema(operation_id="servers_delete", parameters=[_REF]),
+    health=extend_schema(operation_id="servers_health", parameters=[_REF], responses={
+        200: PROBE_SCHEMA, 503: {"oneOf": [PROBE_SCHEMA, {"$ref": "#/components/schemas/Error"}]},  # unhealthy, or the gateway's own failure
+    }),
+    tools=extend_schema(operation_id="servers_tools", parameters=[_REF, OpenApiParameter("refresh", type=_FLAG)], responses={200: TOOLS_SCHEMA}),
+)
 class McpServerViewSet(viewsets.GenericViewSet):
     serializer_class = McpServerSerializer
     permission_classes = [ReadOrAdmin]

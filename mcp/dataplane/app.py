@@ -122,7 +122,9 @@ class DataPlane:
         refusal = operator_refusal(operator, scope=S.SESSIONS)
         if refusal is not None:
             raise errors.Forbidden(refusal, code="forbidden")
-        fields = session_request_parse(parse_json_object(await request.body(), request.headers.get("content-type", "")))
+        # The operator API's own strict JSON rules (maestro.jsonstrict, behind DRF's parser too), so
+        # this door answers a session request exactly as Django's would.
+        fields = session_request_parse(parse_json_object(await request.body(), request.headers.get("content-type", ""), strict=True))
         record, token = await session_create(run_id=request.scope["maestro.run_id"], created_by=operator.name, **fields)
         await self.respond.json(send, request, 201, session_created_json(record, token), {"cache-control": "no-store"})
 

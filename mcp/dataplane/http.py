@@ -18,6 +18,7 @@ from django.http.request import split_domain_port, validate_host
 
 from maestro import errors
 from maestro.api_errors import error_body, status_for
+from maestro.jsonstrict import json_loads_strict
 
 access_log = logging.getLogger("maestro.access")
 logger = logging.getLogger("maestro.errors")
@@ -86,13 +87,19 @@ class ClientGone(Exception):
     """The client disconnected before its request was read: nothing to answer."""
 
 
-def parse_json_object(raw: bytes, content_type: str) -> dict:
+def parse_json_object(raw: bytes, content_type: str, *, strict: bool = False) -> dict:
+    """The body as a JSON object. `strict`: the operator API's rules (depth, NaN, NUL, surrogates:
+    maestro.jsonstrict); otherwise any JSON, and the core refuses what has no canonical form with
+    its own, more precise codes (invalid_arguments, invalid_tool, ...)."""
     if content_type and not content_type.split(";")[0].strip().lower() == "application/json":
         raise errors.InvalidInput("send the body as application/json", code="unsupported_media_type")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise errors.InvalidInput("request body is not valid JSON", code="invalid_json") from None
+    if strict:
+        body = json_loads_strict(raw or b"{}", max_depth=settings.MCP_MAX_JSON_DEPTH)
+    else:
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise errors.InvalidInput("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise errors.InvalidInput("request body must be a JSON object", code="invalid_json")
     return body

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +19,10 @@ from django.utils import timezone
 
 from maestro.errors import Conflict, GatewayError, InvalidInput, NotFound
 from mcp.models import McpServer
+from mcp.policy import tool_filter_refusal
 from mcp.secrets import decrypt_headers, encrypt_headers
 from mcp.upstream.client import ServerSpec, sync_call
+from mcp.upstream.destinations import DestinationRefused, destination_check_url
 from mcp.upstream.errors import UNREACHABLE_CODES
 
 logger = logging.getLogger("mcp.registry")
@@ -86,10 +87,9 @@ def server_spec(server: McpServer) -> ServerSpec:
 
 
 def tool_allowed(*, server, tool_name: str) -> bool:
-    """The server's own tool filter: a deny pattern wins; an empty allow list allows every tool."""
-    if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_deny):
-        return False
-    return not server.tool_allow or any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in server.tool_allow)
+    """The server's own tool filter (the policy's rule: a deny pattern wins; an empty allow list
+    allows every tool)."""
+    return tool_filter_refusal(tool=tool_name, tool_allow=server.tool_allow, tool_deny=server.tool_deny) is None
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -112,7 +112,16 @@ def server_save(*, server: McpServer, data: dict, created: bool, reach_changed: 
     if reach_changed:
         # Tools discovered at the old address (or with the old credentials) say nothing about the new.
         server.tools_cache, server.tools_fetched_at = None, None
-    return _save(server, created=created)
+    return _save(server, created=created, check_destination=created or reach_changed)
+
+
+def server_destination_check(*, url: str) -> None:
+    """The destination policy at registration (mcp.upstream.destinations): InvalidInput naming
+    `url` when the gateway may not connect there. Every connection is checked again anyway."""
+    try:
+        destination_check_url(url)
+    except DestinationRefused as exc:
+        raise InvalidInput(f"url: {exc.message}", code="invalid_request", details={"field": "url"}) from None
 
 
 def server_delete(*, server: McpServer) -> None:
@@ -158,12 +167,14 @@ def _apply(server: McpServer, data: dict) -> None:
         server.auth_header_names = sorted(headers)
 
 
-def _save(server: McpServer, *, created: bool) -> McpServer:
+def _save(server: McpServer, *, created: bool, check_destination: bool) -> McpServer:
     try:
         server.full_clean(validate_unique=False)
     except ValidationError as exc:
         field, messages = next(iter(exc.message_dict.items()))
         raise InvalidInput(f"{field}: {messages[0]}", code="invalid_request", details={"field": field}) from None
+    if check_destination:
+        server_destination_check(url=server.url)
     if McpServer.objects.filter(name=server.name).exclude(pk=server.pk).exists():
         raise Conflict(f"an MCP server named {server.name!r} already exists", code="server_exists")
     try:
@@ -191,7 +202,8 @@ def server_health_check(*, server: McpServer) -> dict:
         spec = server_spec(server)
         probe = sync_call("probe", server=spec, timeout_s=spec.timeout_ms / 1000)
     except GatewayError as exc:
-        status = McpServer.Health.UNREACHABLE if exc.code in UNREACHABLE_CODES else McpServer.Health.UNHEALTHY
+        unreachable = exc.code in UNREACHABLE_CODES or isinstance(exc, DestinationRefused)
+        status = McpServer.Health.UNREACHABLE if unreachable else McpServer.Health.UNHEALTHY
         fields = {
             "health_status": status, "health_latency_ms": None, "health_checked_at": checked_at,
             "health_error_code": exc.code, "health_error": exc.message[:500],

@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -441,13 +442,14 @@ _CACHE_OPS = {"get": aredis.cache_get, "set": aredis.cache_set, "add": aredis.ca
 
 
 def _resolver():
-    """The destination policy's resolver when the registry defines one (SSRF guard), else the
-    system's: every connection goes to an address the policy accepted after DNS resolution."""
-    try:
-        from mcp.upstream.destinations import aresolve_checked
-    except ImportError:
-        return None
-    return aresolve_checked
+    """Every connection goes to an address the destination policy (mcp.upstream.destinations, the
+    SSRF guard) accepted after DNS resolution; a refused one is DestinationRefused, not retried."""
+    from mcp.upstream.destinations import aresolve_checked
+
+    async def checked(host: str, port: int) -> list[tuple[int, tuple]]:
+        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (str(ip), port)) for ip in await aresolve_checked(host, port)]
+
+    return checked
 
 
 def _url_key(url: str) -> str:

@@ -128,14 +128,15 @@ def test_disabled_mcp_can_idle_for_process_managers_without_serving():
     process.process = subprocess.Popen([PYTHON, "manage.py", "run_grpc", *process.args], cwd=ROOT, env=process.env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.5)
+        # When it has said it is disabled (the line comes once it is idling)
+        said = process.process.stdout.readline()
+        assert "MAESTRO_MCP_ENABLED=false" in said
         # Then it is still running, yet nothing listens on the gRPC port
         assert process.process.poll() is None
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", process.port), timeout=0.5).close()
         # And it stops on SIGTERM
         assert process.terminate() == 0
-        assert "MAESTRO_MCP_ENABLED=false" in process.output
     finally:
         process.stop()
 

@@ -19,13 +19,15 @@ def log_output():
     """Point the configured stderr handler (with its real filter and formatter) at a buffer."""
     handler = logging.getLogger().handlers[0]
     buffer = io.StringIO()
-    previous = handler.setStream(buffer)
+    # Swapped, not setStream(): that flushes the old stream, which a previous in-process pytest run
+    # (mutmut runs several) may have closed.
+    previous, handler.stream = handler.stream, buffer
     access = logging.getLogger("maestro.access")
     old_level = access.level
     access.setLevel(logging.DEBUG)
     yield buffer
     access.setLevel(old_level)
-    handler.setStream(previous)
+    handler.stream = previous
 
 
 @pytest.mark.django_db
@@ -60,3 +62,42 @@ def test_redaction_walks_arguments_extra_and_nested_structures(log_output):
 
 def test_redact_keeps_shape():
     assert redact({"a": [1, {"token": "x"}], "Set-Cookie": "y"}) == {"a": [1, {"token": "[REDACTED]"}], "Set-Cookie": "[REDACTED]"}
+
+
+# Values with no secret shape (no Bearer/Basic, not a JWT, not an mcpk_ key): only the key's name
+# says they are secret.
+SHAPELESS = {"Authorization": "Token s3cr3t-by-name-1", "X-API-Key": "abc", "password": "hunter2-by-name-3"}
+
+
+def test_redaction_goes_by_key_name_not_only_by_value_shape():
+    assert redact(SHAPELESS) == {key: "[REDACTED]" for key in SHAPELESS}
+    assert redact({"headers": [{"Proxy-Authorization": "Negotiate n3g"}]}) == {"headers": [{"Proxy-Authorization": "[REDACTED]"}]}
+
+
+def test_an_extra_field_named_password_is_redacted(log_output):
+    logging.getLogger("maestro.test").warning("login", extra={"password": "hunter2-by-name-3", "user": "ops"})
+    line = json.loads(log_output.getvalue().splitlines()[-1])
+    assert (line["password"], line["user"], line["logger"], line["level"]) == ("[REDACTED]", "ops", "maestro.test", "WARNING")
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("Authorization: Token s3cr3t", "s3cr3t"),
+    ('{"authorization": "Negotiate YII-s3cr3t"}', "YII-s3cr3t"),
+    ("proxy_authorization=Custom abc123", "abc123"),
+    ("X-API-Key: abc", "abc"),
+    ("Cookie: sessionid=c00kie", "c00kie"),
+    ("Set-Cookie: sid=c00kie2; Path=/", "c00kie2"),
+])
+def test_labelled_credentials_inside_text_are_redacted_whatever_their_scheme(log_output, text, secret):
+    logging.getLogger("maestro.test").warning("upstream said %s", text)
+    output = log_output.getvalue()
+    assert secret not in output and "[REDACTED]" in output
+
+
+@pytest.mark.django_db
+def test_a_request_with_shapeless_credentials_logs_none_of_them(client, log_output):
+    client.get("/api/maestro/v1/whoami", HTTP_AUTHORIZATION="Token s3cr3t-by-name-1", HTTP_X_API_KEY="plain-key-by-name-2")
+    output = log_output.getvalue()
+    assert '"path":"/api/maestro/v1/whoami"' in output and "request_headers" in output
+    for secret in ("s3cr3t-by-name-1", "plain-key-by-name-2"):
+        assert secret not in output

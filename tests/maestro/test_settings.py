@@ -73,6 +73,10 @@ def test_a_metrics_folder_the_web_door_cannot_create_stops_it_before_its_workers
         ("MAESTRO_HTTP_THREADS", "0", "between 1 and"),
         ("MAESTRO_METRICS_DIR", str(ROOT / "manage.py"), "is not a directory"),
         ("MCP_EVIDENCE_VERIFY_INTERVAL_SECONDS", "1", "between 5 and"),
+        ("MCP_UPSTREAM_ALLOW_PRIVATE", "loopback", "use true or false"),
+        ("MCP_UPSTREAM_ALLOWED_CIDRS", "10.0.0.0/8,10.1.2.3/8", "host bits zero"),
+        ("MCP_UPSTREAM_ALLOWED_CIDRS", "localhost", "10.0.0.0/8"),
+        ("MCP_MAX_JSON_DEPTH", "1000", "between 4 and"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_form(variable, value, expected):

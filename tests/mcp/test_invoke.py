@@ -155,7 +155,9 @@ def test_no_token_is_401(client, echo_server):
 
 def test_tampered_token_is_401(client, token, echo_server):
     head, payload, signature = token.split(".")
-    response = invoke(client, f"{head}.{payload}.{signature[::-1]}", server="modern", tool="echo", arguments={"text": "x"})
+    # A different signature in canonical base64url (a reversed one would mostly be malformed_token)
+    forged = ("A" if signature[0] != "A" else "B") + signature[1:]
+    response = invoke(client, f"{head}.{payload}.{forged}", server="modern", tool="echo", arguments={"text": "x"})
     assert response.status_code == 401 and error_code(response) == "invalid_signature"
 
 

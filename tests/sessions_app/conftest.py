@@ -28,3 +28,17 @@ def ops(gateway):
     is the data plane's, the rest Django's)."""
     gateway.credentials(x_api_key=make_key(["mcp:sessions"]))
     return gateway
+
+
+@pytest.fixture(params=["redis", "embedded"])
+def either_store(request, settings, tmp_path):
+    """Runs a test once on Redis (the suite's default) and once on the embedded file cache."""
+    from sessions_app.store import CacheStore, RedisStore, get_store
+    from tests.sessions_app.helpers import flush_cache
+
+    if request.param == "embedded":
+        settings.REDIS_URL = None
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(tmp_path / "cache")}}
+    assert isinstance(get_store(), RedisStore if request.param == "redis" else CacheStore), "the suite runs with Redis"
+    yield request.param
+    flush_cache()

@@ -101,20 +101,44 @@ def flush_cache() -> None:
     """What a Redis restart (without persistence) or FLUSHDB does to the gateway's cache."""
     caches["default"].clear()
 
+def revocation_ttl(sid: str) -> float:
+    """Seconds left on `sid`'s revocation key, in whichever store is in use (Redis, or the embedded
+    file cache, whose files start with the pickled expiry time)."""
+    import pickle
 
-def uses_redis() -> bool:
-    return bool(settings.REDIS_URL)
+    from sessions_app.store import RedisStore, get_store
 
+    store = get_store()
+    if isinstance(store, RedisStore):
+        return redis_client().ttl(store.rev_key(sid))
+    backend = caches["default"]
+    with open(backend._key_to_file(store.rev_key(sid)), "rb") as file:
+        return pickle.load(file) - time.time()
 
 def redis_client():
     from django_redis import get_redis_connection
 
     return get_redis_connection("default")
 
-
 def redis_commands() -> int:
     return redis_client().info("stats")["total_commands_processed"]
 
-
 def counted(event: str) -> float:
     return REGISTRY.get_sample_value("mcp_sessions_total", {"event": event}) or 0.0
+
+def signed_text(header: dict, payload_text: str, key: bytes | None = None) -> str:
+    """A token whose payload is raw JSON text (for numbers json.dumps cannot write, like 1e400)."""
+    import hashlib
+    import hmac
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(payload_text.encode())}"
+    mac = hmac.new(key or settings.SESSION_SECRET, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+def respell_last_char(segment: str) -> str:
+    """The same bytes spelled differently: set the unused low bits of the segment's last character
+    (base64url of a length that is not a multiple of 3 leaves 2 or 4 of them, ignored by lax decoders)."""
+    index = B64URL.index(segment[-1])
+    return segment[:-1] + B64URL[index | 1]

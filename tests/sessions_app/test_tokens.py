@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from maestro import errors
 from maestro.api_errors import status_for
 from sessions_app.verify import bearer_token
-from tests.sessions_app.helpers import DROP, OTHER_RUN, RUN, assemble, authenticate, b64, claims, create, forge, outcome, signed
+from tests.sessions_app.helpers import (
+    DROP, OTHER_RUN, RUN, assemble, authenticate, b64, claims, create, forge, outcome, respell_last_char, signed, signed_text,
+)
 
 OLD_SECRET = b"an-older-secret-that-is-at-least-32-bytes-long"
 
@@ -216,3 +218,98 @@ def test_a_non_bearer_authorization_is_malformed(header):
     with pytest.raises(errors.Unauthenticated) as caught:
         bearer_token(header)
     assert caught.value.code == "malformed_token"
+
+
+def _times_text(**times) -> str:
+    """The JSON text of valid claims with some time claims replaced by raw JSON (NaN, 1e400, ...)."""
+    body = json.dumps(claims())[:-1]
+    for name, raw in times.items():
+        body = body.replace(f'"{name}": ', f'"{name}_was": ')
+        body += f', "{name}": {raw}'
+    return body + "}"
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1" + "0" * 30, "-1", "253402300800"])
+def test_a_signed_token_whose_time_is_not_a_time_is_invalid_not_a_crash(claim, raw):
+    # Given a token we signed whose time claim is NaN, infinite or beyond any datetime
+    token = signed_text({"alg": "HS256", "typ": "JWT"}, _times_text(**{claim: raw}))
+    # Then it is refused as an invalid token (401), never an exception from int() or datetime
+    assert outcome(token) == "invalid_token"
+
+
+def test_the_raw_times_helper_builds_a_good_token_from_good_times():
+    now = int(time.time())
+    assert outcome(signed_text({"alg": "HS256", "typ": "JWT"}, _times_text(iat=str(now), exp=str(now + 60), nbf=str(now)))) == "ok"
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_a_padded_segment_is_malformed(issued, segment):
+    # Given a valid token with `=` padding added to one of its segments (lax decoders ignore it)
+    _, token = issued
+    parts = token.split(".")
+    parts[segment] += "=" * (4 - len(parts[segment]) % 4 if len(parts[segment]) % 4 else 4)
+    # Then it is not the same token spelled another way: it is refused
+    assert outcome(".".join(parts)) == "malformed_token"
+
+
+def _token_with_spare_bits() -> str:
+    """A good token all of whose segments have a length that is not a multiple of 4 (so each has
+    spare bits in its last character): filler in the header and payload shifts their lengths."""
+    for filler in range(12):
+        token = signed({"alg": "HS256", "typ": "JWT", "x": "y" * filler}, claims(x="y" * filler))
+        if all(len(part) % 4 for part in token.split(".")):
+            return token
+    raise AssertionError("no filler length gives every segment spare bits")
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_a_non_canonical_spelling_of_a_segment_is_malformed(segment):
+    # Given a valid token whose segment's last character differs only in bits the decoder drops
+    token = _token_with_spare_bits()
+    assert outcome(token) == "ok"
+    parts = token.split(".")
+    respelled = respell_last_char(parts[segment])
+    assert respelled != parts[segment] and b64decode_lax(respelled) == b64decode_lax(parts[segment]), "the same bytes"
+    parts[segment] = respelled
+    # Then only the canonical spelling is accepted
+    assert outcome(".".join(parts)) == "malformed_token"
+
+
+def test_a_signature_spelled_canonically_still_verifies(issued):
+    _, token = issued
+    assert outcome(token) == "ok"
+    assert len(token.split(".")[2]) == 43, "32 bytes of HMAC: 43 characters, 2 spare bits in the last"
+
+
+def b64decode_lax(segment: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@pytest.mark.parametrize(("token_fn", "words"), [
+    (lambda: "a.b", "malformed"),
+    (lambda: forge(aud="another-service"), "audience"),
+    (lambda: forge(iss="someone-else"), "issuer"),
+    (lambda: forge(key=b"not-the-gateway-secret-but-long-enough-32b"), "signature"),
+])
+def test_each_refusal_says_why(token_fn, words):
+    from sessions_app import tokens
+
+    with pytest.raises(errors.Unauthenticated) as caught:
+        tokens.verify(token_fn())
+    assert isinstance(caught.value.message, str) and words in caught.value.message
+
+
+def test_a_token_of_exactly_the_maximum_length_is_read():
+    from sessions_app.tokens import MAX_TOKEN_CHARS
+
+    base = len(signed({"alg": "HS256", "typ": "JWT"}, claims(x="")))
+    for filler in range(MAX_TOKEN_CHARS - base - 8, MAX_TOKEN_CHARS - base + 8):
+        token = signed({"alg": "HS256", "typ": "JWT"}, claims(x="y" * max(filler * 3 // 4, 0)))
+        if len(token) == MAX_TOKEN_CHARS:
+            break
+    assert len(token) == MAX_TOKEN_CHARS
+    assert outcome(token) == "ok"
+    assert outcome(token + "A") == "malformed_token"

@@ -24,7 +24,8 @@ class FakeOpa:
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                opa.requests.append({"path": self.path, "body": body})
+                # The path as sent (http.server collapses a leading "//" in self.path).
+                opa.requests.append({"path": self.requestline.split()[1], "body": body})
                 if opa.delay_s:
                     time.sleep(opa.delay_s)
                 if opa.raw_body is not None:

@@ -20,6 +20,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     os.environ.setdefault("SESSION_SECRET", secrets.token_urlsafe(48))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maestro.settings")
     os.environ.setdefault("MAESTRO_DATA_DIR", f"/tmp/maestro-test-data-{os.getpid()}")
+    # Every upstream the suite starts listens on loopback, which the destination policy refuses by
+    # default: allow loopback only (tests of the policy itself override it).
+    os.environ.setdefault("MCP_UPSTREAM_ALLOWED_CIDRS", "127.0.0.0/8,::1/128")
     is_worker = "PYTEST_XDIST_WORKER" in os.environ
     if not is_worker and "DATABASE_URL" not in os.environ:
         postgres = PostgresServer().start()

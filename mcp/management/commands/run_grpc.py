@@ -34,8 +34,9 @@ class Command(BaseCommand):
         if not settings.MAESTRO_MCP_ENABLED:
             if not idle_when_disabled:
                 raise CommandError(DISABLED)
+            stop = wait_for_signal_event()  # first: once the line is out, SIGTERM is a clean stop
             self.stderr.write(DISABLED)
-            stop = wait_for_signal_event()
+            self.stderr.flush()
             while not stop.wait(0.5):
                 pass
             return
