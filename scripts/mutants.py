@@ -36,6 +36,10 @@ MODULES: dict[str, list[str]] = {
     "maestro/logs.py": ["tests/maestro/test_logging.py"],
     # Only what these tests execute is mutated: the row hash and the verification, not the writer.
     "mcp/services/evidence.py": ["tests/mcp/test_evidence_tampering.py"],
+    # The data plane's guarantees: slots that come back and expire; rows that are all written,
+    # grouped, isolated when the database refuses one, and never retried without end.
+    "mcp/services/limits.py": ["tests/mcp/test_data_plane_workers.py::test_the_slot_comes_back_after_success_error_and_timeout_and_the_limit_holds"],
+    "mcp/services/evidence_writer.py": ["tests/mcp/test_invoke_hardening.py", "tests/mcp/test_evidence.py"],
 }
 # What the copied tree needs besides the modules (mutmut copies tests/ itself).
 ALSO_COPY = ["maestro", "mcp", "sessions_app", "templates", "manage.py", "pytest.ini"]
