@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from maestro import telemetry
 from maestro.config import ConfigError
 from mcp.grpc import gateway_pb2, gateway_pb2_grpc, metrics
 from mcp.grpc.interceptors import GatewayInterceptor
@@ -243,6 +244,7 @@ def serve_workers(*, workers: int, **serve_options) -> int:
 
 def _worker(index: int, serve_options: dict) -> None:
     serve(**{**serve_options, "metrics_bind": None}, shared_port=True)  # the parent serves /metrics
+    telemetry.shutdown()  # os._exit skips the exit hooks that would flush the queued spans
     logging.shutdown()
     # Skip Python's exit: nothing left to wait for, and atexit handlers of the parent do not apply.
     os._exit(0)

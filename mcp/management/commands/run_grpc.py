@@ -9,6 +9,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from maestro import telemetry
 from maestro.config import ConfigError
 from maestro.prometheus import door_start
 from mcp.grpc.server import load_tls, serve, serve_workers, wait_for_signal_event
@@ -61,6 +62,7 @@ class Command(BaseCommand):
             # The drain is bounded: Python's exit would join the pool's threads, so calls still
             # running after the grace period (each bounded by its own deadline) would hold the
             # process. They have been cancelled; exit now, once the logs are out.
+            telemetry.shutdown()  # os._exit skips the exit hooks that would flush the queued spans
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
