@@ -14,7 +14,7 @@ import logging
 
 from django.conf import settings
 
-from maestro import adb, aredis, errors
+from maestro import adb, aredis, errors, telemetry
 from sessions_app import revocation, tokens
 from sessions_app.store import RedisStore, get_store
 from sessions_app.tokens import SessionClaims
@@ -42,14 +42,15 @@ async def session_authenticate(*, token: str | None, run_id: str) -> SessionClai
     Unauthenticated: missing_token, malformed_token, invalid_signature, token_expired, invalid_token,
     session_revoked. Forbidden: run_mismatch. Unavailable: revocation_unavailable (fail closed).
     """
-    if not token:
-        raise errors.Unauthenticated("a session token is required: Authorization: Bearer <token>", code="missing_token")
-    claims = tokens.verify(token)
-    if claims.run_id != run_id:
-        raise errors.Forbidden("this session token belongs to another run", code="run_mismatch")
-    if await session_is_revoked(sid=claims.sid):
-        raise errors.Unauthenticated("the session has been revoked", code="session_revoked")
-    return claims
+    with telemetry.span("mcp.session.authenticate", run=run_id[:128] if isinstance(run_id, str) else None):
+        if not token:
+            raise errors.Unauthenticated("a session token is required: Authorization: Bearer <token>", code="missing_token")
+        claims = tokens.verify(token)
+        if claims.run_id != run_id:
+            raise errors.Forbidden("this session token belongs to another run", code="run_mismatch")
+        if await session_is_revoked(sid=claims.sid):
+            raise errors.Unauthenticated("the session has been revoked", code="session_revoked")
+        return claims
 
 
 async def session_is_revoked(*, sid: str) -> bool:

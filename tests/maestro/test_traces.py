@@ -92,6 +92,8 @@ def test_a_tool_call_is_one_trace_from_the_caller_through_the_gateway_to_the_ups
     assert served.attributes["mcp.method.name"] == "tools/call" and served.attributes["gen_ai.tool.name"] == "echo"
     assert served.attributes["gen_ai.operation.name"] == "execute_tool" and served.attributes["network.transport"] == "tcp"
     assert served.attributes["maestro.decision"] == "allow" and served.attributes["maestro.status"] == "success"
+    authenticated = [s for s in spans if s.name == "mcp.session.authenticate"][0]
+    assert authenticated.parent_span_id == served.span_id and authenticated.attributes == {"run": RUN}
     # And a CLIENT span for the request upstream, whose context the upstream received twice over
     client = [s for s in spans if s.name == "tools/call echo" and s.kind == "CLIENT"][0]
     assert client.parent_span_id == served.span_id and client.trace_id == caller_trace
