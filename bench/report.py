@@ -119,6 +119,15 @@ def render(results: dict) -> str:
             if bad:
                 lines.append(f"          failures: {bad}")
         lines.append("")
+    compare = results.get("compare")
+    if compare:
+        lines.append(f"7. the same invoke, this gateway vs {compare['ref']}, one after the other in this run, wrk")
+        lines.append("   conc |      this: req/s   p50 ms   p99 ms  web CPU ms/call |  reference: req/s   p50 ms   p99 ms  web CPU ms/call")
+        for row in compare["rows"]:
+            a, b = row["current"], row[compare["ref"]]
+            lines.append(f"   {row['concurrency']:>4} | {a['rps']:>14.0f} {a['p50_ms']:>8.2f} {a['p99_ms']:>8.2f} {a['web_cpu_ms_per_call']:>16.3f} |"
+                         f" {b['rps']:>17.0f} {b['p50_ms']:>8.2f} {b['p99_ms']:>8.2f} {b['web_cpu_ms_per_call']:>16.3f}")
+        lines.append("")
     crowd = results.get("crowd")
     if crowd:
         c = crowd["http"]

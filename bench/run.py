@@ -137,6 +137,13 @@ def measure(args, stack: Stack, results: dict) -> None:
         ("crowd", "6 10000 slow calls held open", lambda: scenarios.crowd_scenario(ctx, calls=args.crowd_calls, sleep_s=SLOW_SLEEP_S,
                                                                                   overlay=burst_overlay(args.crowd_calls, args.slow_env))),
     ]
+    if args.compare_ref:
+        from bench.reference import compare_scenario
+
+        # Before the burst scenarios: they restart the gateway with other settings.
+        steps.insert(1, ("compare", f"7 this gateway vs {args.compare_ref}",
+                         lambda: compare_scenario(ctx, ref=args.compare_ref, body=scenarios.invoke_body())))
+        args.only.append("compare")
     for name, label, step in steps:
         if name not in args.only:
             continue
@@ -156,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-procs", type=int, default=1, help="gRPC load client processes (default 1)")
     parser.add_argument("--slow-calls", type=int, default=SLOW_CALLS)
     parser.add_argument("--crowd-calls", type=int, default=CROWD_CALLS)
+    parser.add_argument("--compare-ref", default="", metavar="REV",
+                        help="also measure this git revision's gateway (e.g. 7ea0146, the threaded stage 1) in the same run")
     parser.add_argument("--slow-env", action="append", default=[], metavar="NAME=VALUE",
                         help="replace the slow-call scenario's settings (repeatable; NAME= drops one)")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))

@@ -65,14 +65,14 @@ def procfile() -> dict[str, str]:
 class Service:
     """A Procfile command in its own session (process group); its output goes to a log file."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], logdir: Path):
+    def __init__(self, name: str, command: str, env: dict[str, str], logdir: Path, cwd: Path = ROOT):
         self.name = name
         self.command = command
         self.log = logdir / f"{name}.log"
         # `exec` so the pid is the server itself (granian's main process), as under honcho's shell.
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                ["/bin/sh", "-c", f"exec {command}"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                ["/bin/sh", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
