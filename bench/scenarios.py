@@ -260,23 +260,9 @@ def slow_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, st
     direct = _http_burst(stack.upstream.url(), direct_body, direct_headers, calls)
     out["direct"] = _burst_summary(direct, {"rss_mb": 0, "pss_mb": 0, "processes": 0, "threads": 0}, {"processes": 0})
 
-    # HTTP: exactly `calls` requests at once, one connection each, after a few calls
-    # to warm the restarted door (the gRPC client warms its door the same way, with --warmup).
-    token = ctx.token("bench-slow")
-    url = stack.url(f"{API}/runs/bench-slow/mcp/invoke")
-    warm_body = invoke_body("echo", {"text": "warm"})
-    # A new connection per call, so the kernel spreads them over the worker processes.
-    warmed = sum(httpx.post(url, content=warm_body, timeout=10, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}).status_code == 200
-                 for _ in range(8))
-    ctx.saw("bench-slow", warmed)
-    sampler = procstat.PeakSampler({"gateway_web": stack.web.pids, "postgresql": stack.postgres.pids})
-    sampler.start()
-    try:
-        http = _http_burst(url, body, {"Authorization": f"Bearer {token}"}, calls)
-    finally:
-        peaks = sampler.stop()
-    ctx.saw("bench-slow", http["ok"])
-    out["http"] = _burst_summary(http, peaks["gateway_web"], peaks["postgresql"])
+    # HTTP: exactly `calls` requests at once, one connection each (the gRPC client warms its door
+    # the same way, with --warmup).
+    out["http"] = _http_door_burst(ctx, "bench-slow", body, calls)
 
     # gRPC: the same burst through the other door (its own in-flight limit applies).
     time.sleep(1.0)
@@ -299,22 +285,30 @@ def slow_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, st
 def crowd_scenario(ctx: Ctx, *, calls: int, sleep_s: float, overlay: dict[str, str]) -> dict:
     """Thousands of callers each holding a connection while their tool runs: what a thread per
     call could not carry. Reports success, latency and the web door's peak memory."""
+    ctx.stack.restart_gateway(overlay)
+    http = _http_door_burst(ctx, "bench-crowd", invoke_body("sleep", {"seconds": sleep_s}), calls, timeout=120)
+    return {"calls": calls, "sleep_s": sleep_s, "overlay": overlay, "http": http}
+
+
+def _http_door_burst(ctx: Ctx, run_id: str, body: str, calls: int, timeout: float = 60) -> dict:
+    """`calls` invocations at once through the HTTP door, one connection each, after a few calls
+    to warm the (restarted) door; the door's and PostgreSQL's peaks sampled meanwhile."""
     stack = ctx.stack
-    stack.restart_gateway(overlay)
-    token = ctx.token("bench-crowd")
-    url = stack.url(f"{API}/runs/bench-crowd/mcp/invoke")
+    token = ctx.token(run_id)
+    url = stack.url(f"{API}/runs/{run_id}/mcp/invoke")
     warm_body = invoke_body("echo", {"text": "warm"})
+    # A new connection per call, so the kernel spreads them over the worker processes.
     warmed = sum(httpx.post(url, content=warm_body, timeout=10, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}).status_code == 200
                  for _ in range(8))
-    ctx.saw("bench-crowd", warmed)
+    ctx.saw(run_id, warmed)
     sampler = procstat.PeakSampler({"gateway_web": stack.web.pids, "postgresql": stack.postgres.pids})
     sampler.start()
     try:
-        result = _http_burst(url, invoke_body("sleep", {"seconds": sleep_s}), {"Authorization": f"Bearer {token}"}, calls, timeout=120)
+        result = _http_burst(url, body, {"Authorization": f"Bearer {token}"}, calls, timeout=timeout)
     finally:
         peaks = sampler.stop()
-    ctx.saw("bench-crowd", result["ok"])
-    return {"calls": calls, "sleep_s": sleep_s, "overlay": overlay, "http": _burst_summary(result, peaks["gateway_web"], peaks["postgresql"])}
+    ctx.saw(run_id, result["ok"])
+    return _burst_summary(result, peaks["gateway_web"], peaks["postgresql"])
 
 
 def _http_burst(url: str, body: str, headers: dict[str, str], calls: int, timeout: float = 60) -> dict:
