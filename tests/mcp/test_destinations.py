@@ -8,8 +8,10 @@ import socket
 
 import pytest
 
+from maestro import bridge
 from mcp.models import McpServer
 from mcp.upstream import destinations as D
+from mcp.upstream.client import get_client
 from tests.conftest import make_key
 from tests.mcp.helpers import SERVERS, SyncClient, spec_for, stats
 
@@ -37,10 +39,23 @@ MALFORMED = ["4294967296", "0x1ffffffff", "1.2.3.256", "08", "0x", "1.2.65536"]
 
 @pytest.fixture
 def strict(settings):
-    """The production default: no private addresses, no allow-list."""
+    """The production default: no private addresses, no allow-list. The policy is checked when a
+    connection opens, and settings never change in a running gateway, so the data plane's pool
+    forgets the loopback connections earlier tests left idle under the test default."""
     settings.MCP_UPSTREAM_ALLOW_PRIVATE = False
     settings.MCP_UPSTREAM_ALLOWED_CIDRS = []
+    _forget_pooled_connections()
     return settings
+
+
+def _forget_pooled_connections() -> None:
+    async def forget() -> None:
+        loop = asyncio.get_running_loop()
+        client = get_client.instances.pop(loop, None)
+        if client is not None:
+            await client.close()
+
+    bridge.run(forget())
 
 
 @pytest.fixture
