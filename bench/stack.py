@@ -137,8 +137,13 @@ class Stack:
         self.postgres.start()
         self.redis = RedisServer()
         self.redis.start()
+        self.start_upstream()
+
+    def start_upstream(self, port: int | None = None) -> None:
+        """The SDK upstream (stateless, JSON); on `port` when it is started again where the gateway
+        already knows it (the soak kills it and starts it again)."""
         # A deep listen backlog: the crowd scenario sends the upstream 10,000 connections at once.
-        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json", "--backlog", "8192")
+        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json", "--backlog", "8192", port=port)
         wait_ready(self.upstream)
 
     def base_env(self) -> dict[str, str]:
