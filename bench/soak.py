@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
@@ -33,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -396,29 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"command": "python -m bench.soak " + " ".join(shown), "machine": procstat.machine_info(),
                      "settings": {"minutes": args.minutes, "rate": args.rate, "outage_s": args.outage_seconds, "faults": not args.no_faults}}
     stack = Stack(pg_max_connections=400)
-    status = 0
-    try:
-        asyncio.run(soak(args, stack, results))
-    except KeyboardInterrupt:
-        print("soak: interrupted; stopping everything", file=sys.stderr)
-        status = 130
-    except Exception:  # noqa: BLE001 - report, then stop everything
-        traceback.print_exc()
-        for service in (stack.web, stack.grpc):
-            if service is not None:
-                print(f"--- {service.name} log tail ---\n{service.log_tail()}", file=sys.stderr)
-        status = 1
-    finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stack.close()
-        signal.signal(signal.SIGINT, previous)
+    status = stack.run(lambda: asyncio.run(soak(args, stack, results)), label="soak")
     if status == 0:
         print(render(results))
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"\nwritten: {Path(args.output).resolve().relative_to(ROOT) if Path(args.output).resolve().is_relative_to(ROOT) else args.output}")
+        print(f"\nwritten: {os.path.relpath(args.output, ROOT)}")
         status = 0 if all(results["verdicts"].values()) else 2
-    if status in (0, 130) and not args.keep_logs:
+    if status == 0 and not args.keep_logs:
         shutil.rmtree(stack.logdir, ignore_errors=True)
     else:
         print(f"soak: gateway logs kept in {stack.logdir}", file=sys.stderr)
