@@ -5,7 +5,6 @@ from the exported file) and recovery (calls succeed again, same processes)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -54,11 +53,6 @@ class Stack:
         assert created.returncode == 0, created.stderr[-2000:]
         self.key = created.stdout.strip().splitlines()[-1].strip()
         return self
-
-    def redis_commands(self, *names: str) -> int:
-        """How many of these commands Redis has served since it started."""
-        stats = redis.Redis.from_url(self.redis.url, socket_timeout=2).info("commandstats")
-        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
 
     def restart_redis(self) -> None:
         """Redis back on its port, empty (no persistence: it lost everything)."""
@@ -185,13 +179,3 @@ def upstream_calls(upstream) -> int:
     """tools/call requests an SDK upstream has received (tests/upstreams/sdk_server.py's /stats)."""
     return httpx.get(upstream.url("/stats"), timeout=5).json().get("tools/call", 0)
 
-
-def within(seconds: float, attempt):
-    """Call `attempt` until it returns something truthy or `seconds` have passed; returns
-    (its last answer, when it stopped trying in seconds since the start)."""
-    started = time.monotonic()
-    while True:
-        answer = attempt()
-        elapsed = time.monotonic() - started
-        if answer or elapsed > seconds:
-            return answer, elapsed
