@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench mutants grpc-stubs system-deps clean
+.PHONY: run test bench soak mutants grpc-stubs system-deps clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: $(VENV)/.dev system-deps
 bench: $(VENV)/.dev
 	./scripts/ensure-system-deps.sh --bench
 	$(PY) -m bench.run
+
+# Ten minutes of mixed traffic with faults injected (README: "Soak"); `make soak SOAK_MINUTES=1`.
+SOAK_MINUTES ?= 10
+soak: $(VENV)/.dev system-deps
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 # Mutation testing of the guarantee modules (scripts/mutants.py lists them with their tests).
 mutants: $(VENV)/.dev system-deps

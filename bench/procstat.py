@@ -95,6 +95,11 @@ def _status_kb(pid: int, key: str) -> int:
     return _field_kb(f"/proc/{pid}/status", key)
 
 
+def rss_mb(pids: Iterable[int]) -> float:
+    """Resident memory of these processes together, in MB."""
+    return round(sum(_status_kb(p, "VmRSS") for p in pids) / 1024, 1)
+
+
 def pss_kb(pid: int) -> int:
     # PSS splits pages shared after fork between the processes, so the sum is the real footprint.
     try:

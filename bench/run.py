@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from bench import procstat, report, scenarios
@@ -203,23 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: note: load average {results['machine']['load_average_at_start'][0]} at start: numbers may be noisy", file=sys.stderr)
 
     stack = Stack(pg_max_connections=PG_MAX_CONNECTIONS)
-    status = 0
-    try:
-        measure(args, stack, results)
-    except KeyboardInterrupt:
-        print("bench: interrupted; stopping everything", file=sys.stderr)
-        status = 130
-    except Exception:  # noqa: BLE001 - report, then stop everything
-        traceback.print_exc()
-        for service in (stack.web, stack.grpc):
-            if service is not None:
-                print(f"--- {service.name} log tail ---\n{service.log_tail()}", file=sys.stderr)
-        status = 1
-    finally:
-        # A second Ctrl-C must not cut the clean-up short.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stack.close()
-        signal.signal(signal.SIGINT, previous)
+    status = stack.run(lambda: measure(args, stack, results))
 
     if status == 0:
         results["budget"] = report.budget(results)

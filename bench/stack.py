@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import httpx
@@ -137,8 +138,13 @@ class Stack:
         self.postgres.start()
         self.redis = RedisServer()
         self.redis.start()
+        self.start_upstream()
+
+    def start_upstream(self, port: int | None = None) -> None:
+        """The SDK upstream (stateless, JSON); on `port` when it is started again where the gateway
+        already knows it (the soak kills it and starts it again)."""
         # A deep listen backlog: the crowd scenario sends the upstream 10,000 connections at once.
-        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json", "--backlog", "8192")
+        self.upstream = start_sdk("bench-upstream", "--mode", "stateless", "--response", "json", "--backlog", "8192", port=port)
         wait_ready(self.upstream)
 
     def base_env(self) -> dict[str, str]:
@@ -283,6 +289,28 @@ class Stack:
                 step()
             except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 print(f"bench: stopping {name} failed: {exc!r}", file=sys.stderr)
+
+    def run(self, work, label: str = "bench") -> int:
+        """`work()`, then stop everything, whatever happened: 0 when it completed, 130 on Ctrl-C,
+        1 when it broke (the traceback and the gateway's log tails are printed)."""
+        status = 0
+        try:
+            work()
+        except KeyboardInterrupt:
+            print(f"{label}: interrupted; stopping everything", file=sys.stderr)
+            status = 130
+        except Exception:  # noqa: BLE001 - report, then stop everything
+            traceback.print_exc()
+            for service in (self.web, self.grpc):
+                if service is not None:
+                    print(f"--- {service.name} log tail ---\n{service.log_tail()}", file=sys.stderr)
+            status = 1
+        finally:
+            # A second Ctrl-C must not cut the clean-up short.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.close()
+            signal.signal(signal.SIGINT, previous)
+        return status
 
     def _stop_upstream(self) -> None:
         if self.upstream:

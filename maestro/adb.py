@@ -9,7 +9,8 @@ SQLite (the embedded default): there is no async driver worth having; statements
 own connection in one dedicated thread, off the event loop.
 
 `orm()` runs any synchronous ORM code (rare look-ups on a cache miss: a server by name, an API
-key) on a small thread pool, with the connection hygiene of a Django request around it.
+key) on a small thread pool, with the connection hygiene of a Django request around it; a database
+that cannot be reached there is a 503 `database_unavailable` (`DatabaseUnavailable`) at every door.
 
 Errors come out as three kinds the callers can act on: `Conflict` (a unique constraint), `Refused`
 (the database will not store this value: a NUL in text, an out-of-range number), `Unavailable`
@@ -25,13 +26,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, connection, connections
+from django.db import (
+    DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, connections,
+)
 
+from maestro import errors
 from maestro.bridge import per_loop
 
 logger = logging.getLogger("maestro.db")
 T = TypeVar("T")
 POOL_TIMEOUT_S = 5.0
+# How long one background reconnection keeps trying before it gives up and leaves the next
+# request to start another at once. psycopg_pool's back-off doubles between attempts (1, 2, 4,
+# 8 s, ...), so after an outage of ten seconds a pool could wait longer than POOL_TIMEOUT_S to try
+# again and fail calls although PostgreSQL was back; short chains keep recovery under a second.
+RECONNECT_S = 1.0
 ORM_THREADS = 8
 
 
@@ -49,6 +58,16 @@ class Refused(DatabaseFailure):
 
 class Unavailable(DatabaseFailure):
     """No usable connection: down, restarting, unreachable, or the pool is exhausted."""
+
+
+class DatabaseUnavailable(errors.Unavailable):
+    """Django cannot reach the database (down, restarting, no connection within the pool's
+    timeout): a 503 for any caller, from `orm()` and from the DRF views alike."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "the database is unavailable; retry shortly", **kwargs) -> None:
+        super().__init__(message, **kwargs)
 
 
 _orm_pool: ThreadPoolExecutor | None = None
@@ -75,7 +94,10 @@ def _with_connection_hygiene(fn: Callable[..., T], *args, **kwargs) -> T:
 async def orm(fn: Callable[..., T], *args, **kwargs) -> T:
     """Run synchronous Django ORM code off the event loop."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_orm_executor(), lambda: _with_connection_hygiene(fn, *args, **kwargs))
+    try:
+        return await loop.run_in_executor(_orm_executor(), lambda: _with_connection_hygiene(fn, *args, **kwargs))
+    except (OperationalError, InterfaceError) as exc:  # no connection (down, restarting, pool timeout)
+        raise DatabaseUnavailable() from exc
 
 
 class _PostgresDatabase:
@@ -94,8 +116,8 @@ class _PostgresDatabase:
         self._pool = AsyncConnectionPool(
             kwargs=params, min_size=1, max_size=size, timeout=POOL_TIMEOUT_S, open=False, name="maestro-data-plane",
             # A broken connection must not wait out a whole TCP timeout: PostgreSQL restarts show up
-            # as a refused reconnect, which the pool retries in the background.
-            reconnect_timeout=60.0,
+            # as a refused reconnect, which the pool retries in the background (see RECONNECT_S).
+            reconnect_timeout=RECONNECT_S,
         )
         self._opened = False
         self.statements = 0  # sent (tests count round trips with it)
@@ -151,23 +173,34 @@ class _PostgresDatabase:
         from psycopg_pool import PoolTimeout
 
         await self._open()
-        try:
-            async with self._pool.connection() as conn:
-                async with conn.pipeline() as pipeline:
-                    async with conn.transaction():
-                        await conn.execute(
-                            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(%s::text[]) AS k ORDER BY 1) AS keys",
-                            [sorted(set(keys))], prepare=False,
-                        )
-                        cursor = await conn.execute(sql, params, prepare=False)
-                        await pipeline.sync()
-                        rows = await cursor.fetchall()
-                        next_sql, next_params = then(rows)
-                        await conn.execute(next_sql, next_params, prepare=False)
-        except PoolTimeout:
-            raise Unavailable("no database connection within the pool timeout") from None
-        except (self._psycopg.Error, ValueError) as exc:
-            raise self._translate(exc) from exc
+        for attempt in (1, 2):
+            writing = False
+            try:
+                async with self._pool.connection() as conn:
+                    async with conn.pipeline() as pipeline:
+                        async with conn.transaction():
+                            await conn.execute(
+                                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(%s::text[]) AS k ORDER BY 1) AS keys",
+                                [sorted(set(keys))], prepare=False,
+                            )
+                            cursor = await conn.execute(sql, params, prepare=False)
+                            await pipeline.sync()
+                            rows = await cursor.fetchall()
+                            next_sql, next_params = then(rows)
+                            writing = True
+                            await conn.execute(next_sql, next_params, prepare=False)
+                return
+            except PoolTimeout:
+                raise Unavailable("no database connection within the pool timeout") from None
+            except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+                # Lost before the write was sent (a connection that died while idle, PostgreSQL
+                # restarted): nothing can have been written, so drop the dead ones and go again.
+                # Once the write is sent the commit may have happened: the caller decides.
+                if writing or attempt == 2:
+                    raise self._translate(exc) from exc
+                await self._pool.check()
+            except (self._psycopg.Error, ValueError) as exc:
+                raise self._translate(exc) from exc
 
     async def close(self) -> None:
         if self._opened:

@@ -6,11 +6,12 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from maestro import errors
+from maestro import adb, errors
 
 logger = logging.getLogger("maestro.errors")
 
@@ -94,6 +95,8 @@ def exception_handler(exc, context):
         return Response(error_body("bad_request", "bad request"), status=400)
     if isinstance(exc, drf.APIException):
         return Response(error_body(getattr(exc, "default_code", "error"), str(exc.detail)), status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):  # PostgreSQL down or restarting: retry, not a bug
+        return gateway_error_response(adb.DatabaseUnavailable())
     logger.exception("unhandled error in %s", type(context.get("view")).__name__ if context else "view")
     return Response(error_body("internal_error", "internal error"), status=500)
 

@@ -32,17 +32,36 @@ _clients = per_loop(dict)
 
 def client():
     """This loop's client for REDIS_URL (one per URL: tests point REDIS_URL elsewhere)."""
+    return _client(retry=True)
+
+
+def subscriber():
+    """A client for subscriptions (the revocation watch): one whose connection drops with an
+    error, never reconnects and re-subscribes behind its user's back, because messages published
+    in between would be lost without the user knowing it must read everything again."""
+    return _client(retry=False)
+
+
+def _client(*, retry: bool):
+    import redis
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     by_url = _clients()
-    found = by_url.get(settings.REDIS_URL)
+    found = by_url.get((settings.REDIS_URL, retry))
     if found is None:
-        found = by_url[settings.REDIS_URL] = aioredis.Redis.from_url(
+        found = by_url[(settings.REDIS_URL, retry)] = aioredis.Redis.from_url(
             settings.REDIS_URL,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             max_connections=max(settings.MCP_GRPC_MAX_IN_FLIGHT, 256),
             health_check_interval=0,
+            # A pooled connection Redis closed (it restarted) is not noticed before use: the first
+            # command on it fails. Once more on a new connection, at once, so a restart costs no
+            # call. (A command that reached Redis before its connection broke may then run twice:
+            # the commands here are reads, idempotent writes, and slots that expire on their own.)
+            retry=Retry(NoBackoff(), 1 if retry else 0, supported_errors=(redis.ConnectionError,)),
             # No CLIENT SETINFO on every new connection: a round trip each, and nothing reads it.
             driver_info=None,
         )

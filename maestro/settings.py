@@ -313,8 +313,10 @@ else:
             if _raw("DATABASE_CONN_MAX_AGE"):
                 raise ConfigError("DATABASE_CONN_MAX_AGE applies only without the pool: set DATABASE_POOL_SIZE=0 to use it, or unset it")
             # timeout: how long a request waits for a free connection before failing (503) rather
-            # than hanging while PostgreSQL is down.
-            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": max(2, DATABASE_POOL_SIZE // 2), "timeout": 5}
+            # than hanging while PostgreSQL is down. reconnect_timeout: as the data plane's pool
+            # (maestro.adb.RECONNECT_S), so the back-off between reconnection attempts cannot outgrow
+            # the timeout and fail requests after PostgreSQL is back.
+            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": max(2, DATABASE_POOL_SIZE // 2), "timeout": 5, "reconnect_timeout": 1}
             _db["CONN_MAX_AGE"] = 0
         else:
             _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0, maximum=86_400)

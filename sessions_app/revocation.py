@@ -86,7 +86,7 @@ class RevocationWatch:
 
     async def _follow(self) -> None:
         client = aredis.client()
-        pubsub = client.pubsub()
+        pubsub = aredis.subscriber().pubsub()
         try:
             await pubsub.subscribe(self._store.channel)
             await self._resync(client)

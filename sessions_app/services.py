@@ -69,9 +69,11 @@ def _seconds_left(expires_at: float) -> int:
 
 def rebuild_revocations(store=None) -> int:
     """Write a revocation key for every revoked, unexpired persisted session, then the sentinel
-    (last, so no reader trusts a half-built set). Idempotent; the cleanup also runs it to repair
-    a revocation whose Redis write failed."""
+    (last, so no reader trusts a half-built set; and not at all if Redis lost its data meanwhile,
+    which could have taken a revocation made after the table was read). Idempotent; the cleanup
+    also runs it to repair a revocation whose Redis write failed."""
     store = store or get_store()
+    marker = store.rebuild_begin()  # before the table is read
     horizon = timezone.now() - timedelta(seconds=settings.SESSION_TOKEN_LEEWAY_SECONDS)
     rows = McpSession.objects.filter(revoked_at__isnull=False, expires_at__gt=horizon).values_list("sid", "expires_at")
     batch: list[tuple[str, int]] = []
@@ -82,7 +84,7 @@ def rebuild_revocations(store=None) -> int:
             store.mark_revoked(batch)
             count, batch = count + len(batch), []
     store.mark_revoked(batch)
-    store.set_sentinel()
+    store.set_sentinel(marker=marker)
     return count + len(batch)
 
 

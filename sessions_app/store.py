@@ -22,6 +22,7 @@ adds the sid to its in-process set at once: sessions_app.revocation).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -48,6 +49,16 @@ def get_store() -> RedisStore | CacheStore:
     return store
 
 
+# Sets the sentinel only while the re-seed's marker still exists: a loss of Redis's data during
+# the re-seed (it took the marker, and perhaps revocation keys written meanwhile) leaves no sentinel.
+_SENTINEL_IF_MARKED = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+REBUILD_MARKER_SECONDS = 600
+
 _UPDATE_EXISTING = """
 for i = 1, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
@@ -70,6 +81,7 @@ class RedisStore:
         self.revoked_key = f"{prefix}:revoked"
         self.channel = f"{prefix}:revocations"
         self._update_script = self._client.register_script(_UPDATE_EXISTING)
+        self._sentinel_script = self._client.register_script(_SENTINEL_IF_MARKED)
 
     def rev_key(self, sid: str) -> str:
         return f"{self.prefix}:rev:{sid}"
@@ -126,11 +138,24 @@ class RedisStore:
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def set_sentinel(self) -> None:
+    def set_sentinel(self, *, marker: str | None = None) -> bool:
+        """Set the sentinel; with a `marker` (from `rebuild_begin`), only if it still exists."""
         try:
-            self._client.set(self.sentinel_key, str(time.time()).encode())
+            if marker is None:
+                self._client.set(self.sentinel_key, str(time.time()).encode())
+                return True
+            return bool(self._sentinel_script(keys=[self.sentinel_key, marker], args=[str(time.time())]))
         except self._errors as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def rebuild_begin(self) -> str:
+        """A marker key that a loss of Redis's data takes with it (see `set_sentinel`)."""
+        marker = f"{self.prefix}:rebuilding:{secrets.token_hex(8)}"
+        try:
+            self._client.set(marker, b"1", ex=REBUILD_MARKER_SECONDS)
+        except self._errors as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return marker
 
     def try_lock(self, seconds: int) -> bool:
         try:
@@ -244,8 +269,18 @@ class CacheStore:
     def forget(self, sids: Iterable[str]) -> None:
         self._cache.delete_many([self.rev_key(s) for s in sids])
 
-    def set_sentinel(self) -> None:
+    def set_sentinel(self, *, marker: str | None = None) -> bool:
+        if marker is not None:
+            if self._cache.get(marker) is None:
+                return False
+            self._cache.delete(marker)
         self._cache.set(self.sentinel_key, time.time(), timeout=None)
+        return True
+
+    def rebuild_begin(self) -> str:
+        marker = f"sess:rebuilding:{secrets.token_hex(8)}"
+        self._cache.set(marker, 1, timeout=REBUILD_MARKER_SECONDS)
+        return marker
 
     def try_lock(self, seconds: int) -> bool:
         return self._cache.add(self.lock_key, 1, timeout=seconds)

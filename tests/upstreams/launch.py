@@ -82,9 +82,10 @@ def _spawn(name: str, cmd: list[str], *, port: int, env: dict | None = None) -> 
     return Upstream(name=name, port=port, process=process, log=log)
 
 
-def start_sdk(name: str, *args: str) -> Upstream:
-    """An SDK server (tests/upstreams/sdk_server.py) with the given options; not yet waited for."""
-    port = free_port()
+def start_sdk(name: str, *args: str, port: int | None = None) -> Upstream:
+    """An SDK server (tests/upstreams/sdk_server.py) with the given options; not yet waited for.
+    `port`: a given one (a server restarted where the gateway already knows it), else a free one."""
+    port = port or free_port()
     return _spawn(name, [sys.executable, "-P", str(HERE / "sdk_server.py"), "--port", str(port), "--name", name, *args], port=port)
 
 
