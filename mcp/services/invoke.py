@@ -67,10 +67,13 @@ class UpstreamInvalidResult(errors.UpstreamFailed):
 class _Attempt:
     """What is known about one attempt so far; turned into its evidence row at the end."""
 
-    __slots__ = ("claims", "run_id", "server_id", "server_name", "tool", "arguments_digest", "receipt", "transport", "started")
+    __slots__ = ("claims", "run_id", "server_id", "server_name", "tool", "arguments_digest", "receipt", "transport", "started", "kind", "method")
 
-    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments_digest: str, transport: str):
+    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments_digest: str, transport: str,
+                 kind: str = "tool", method: str = "tools/call"):
         self.claims = claims
+        self.kind = kind
+        self.method = method
         self.run_id = claims.run_id
         self.server_id = ""
         self.server_name = server_ref[:64]
@@ -89,7 +92,7 @@ class _Attempt:
         return decision
 
     def policy_input(self) -> dict:
-        return {
+        found = {
             "subject": {"type": "session", "sid": self.claims.sid, "run": self.run_id},
             "run": self.run_id,
             "session": {"sid": self.claims.sid, "scopes": sorted(self.claims.scopes), "servers": list(self.claims.servers)},
@@ -98,6 +101,9 @@ class _Attempt:
             "arguments_digest": self.arguments_digest,
             "transport": self.transport,
         }
+        if self.kind != "tool":
+            found["kind"] = self.kind  # "tool" is then the resource's URI or the prompt's name
+        return found
 
     async def record(self, *, status: str, error_code: str = "", result_digest: str = "", is_error: bool = False):
         latency_us = int((time.perf_counter() - self.started) * 1_000_000)
@@ -106,12 +112,13 @@ class _Attempt:
                 run_id=self.run_id, session_id=self.claims.sid, server_id=self.server_id, server_name=self.server_name,
                 tool=self.tool, arguments_digest=self.arguments_digest, result_digest=result_digest, status=status,
                 error_code=error_code, is_error=is_error, latency_us=latency_us, receipt=self.receipt, transport=self.transport,
+                kind=self.kind,
             )
         )
         seconds = latency_us / 1_000_000
         metrics.record_invocation(status="success" if status == "success" else "error", server=self.server_name, seconds=seconds)
         metrics.record_server_operation(
-            method="tools/call", tool=self.tool, transport="tcp", seconds=seconds,
+            method=self.method, tool=self.tool if self.kind == "tool" else None, transport="tcp", seconds=seconds,
             error_type=error_code or ("tool_error" if is_error else None),
         )
         return row
@@ -217,13 +224,15 @@ def _denied(decision: Decision, receipt: str) -> errors.GatewayError:
 async def tool_invoke(
     *, token: str | None, run_id: str, server: object, tool: object, arguments: object,
     timeout_ms: object = None, deadline_s: float | None = None, transport: str = "http",
-    meta: dict | None = None, on_message: wire.OnMessage | None = None,
+    meta: dict | None = None, on_message: wire.OnMessage | None = None, claims: SessionClaims | None = None,
 ) -> InvocationResult:
     """Call `tool` on `server` for the session of `token`. `meta` goes to the upstream in
     `params._meta` (a progress token); `on_message` receives what the upstream streams before its
-    answer (progress notifications), for doors that pass it on."""
+    answer (progress notifications), for doors that pass it on. A door that has just
+    authenticated the token for this run (the MCP endpoint) passes its `claims` instead."""
     with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
-        claims = await session_authenticate(token=token, run_id=run_id)
+        if claims is None or claims.run_id != run_id:
+            claims = await session_authenticate(token=token, run_id=run_id)
         arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
         attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
         try:
@@ -320,3 +329,86 @@ async def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
         except errors.GatewayError:
             continue  # an unreachable server has no callable tools right now
     return tools_callable(scopes=claims.scopes, servers=claims.servers, server_tools=server_tools)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    server: str
+    server_id: str
+    result: dict
+    evidence_seq: int
+    evidence_hash: str
+    receipt: str
+
+
+async def upstream_read(
+    *, claims: SessionClaims, server: str, kind: str, name: str, method: str, params: dict, transport: str = "mcp",
+    meta: dict | None = None, on_message: wire.OnMessage | None = None,
+) -> ReadResult:
+    """A resource read (`kind` "resource", `name` the upstream URI, `method` resources/read) or a
+    prompt get ("prompt", the prompt's name, prompts/get) on `server`, for an authenticated
+    session: checked like a tool call (mcp:invoke, the session's servers, the server's scopes, OPA;
+    the tool globs are about tools), answered with a receipt and recorded as evidence of its kind.
+    `params` go upstream as they are (the upstream name in place), with `meta` as `_meta`."""
+    with telemetry.span("mcp.invoke", run=claims.run_id, server=server, tool=name[:128], transport=transport):
+        try:
+            arguments_digest = digest(params)
+        except (ValueError, RecursionError):
+            raise errors.InvalidInput("params: numbers must be finite and text must be valid Unicode", code="invalid_arguments") from None
+        attempt = _Attempt(claims=claims, server_ref=server, tool=name, arguments_digest=arguments_digest, transport=transport, kind=kind, method=method)
+        try:
+            with metrics.invocation_in_flight(transport=transport):
+                async with session_slot(sid=claims.sid):
+                    return await _authorized_read(attempt, server_ref=server, params=params, meta=meta, on_message=on_message)
+        except errors.GatewayError as exc:
+            denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
+            await attempt.record(status="denied" if denied else "error", error_code=exc.code)
+            raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
+        except asyncio.CancelledError:
+            await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
+            raise
+
+
+async def _authorized_read(attempt: _Attempt, *, server_ref: str, params: dict, meta: dict | None, on_message) -> ReadResult:
+    claims = attempt.claims
+    denial = policy.builtin_check_scope(session_scopes=claims.scopes)
+    if denial:
+        raise _denied(attempt.decide(denial), attempt.receipt)
+    snapshot, spec = await catalog.server_resolve(ref=server_ref)
+    attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
+    if not snapshot.enabled:
+        raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
+    denial = policy.builtin_check_server(
+        session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
+        server_scopes=list(snapshot.scopes),
+    )
+    if denial:
+        raise _denied(attempt.decide(denial), attempt.receipt)
+    try:
+        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
+    except policy.PolicyUnavailable as exc:
+        attempt.decide(exc.decision)
+        raise
+    if not decision.allow:
+        raise _denied(decision, attempt.receipt)
+    sent = dict(params)
+    if meta:
+        sent["_meta"] = dict(meta)
+    started = time.perf_counter()
+    try:
+        result = await get_client().request(
+            server=spec, method=attempt.method, params=sent, session_key=claims.sid, timeout_s=spec.timeout_ms / 1000,
+            name=attempt.tool, on_message=on_message,
+        )
+    except errors.GatewayError as exc:
+        metrics.record_client_operation(method=attempt.method, tool=None, error_type=exc.code, transport="tcp", seconds=time.perf_counter() - started)
+        raise
+    metrics.record_client_operation(method=attempt.method, tool=None, error_type=None, transport="tcp", seconds=time.perf_counter() - started)
+    try:
+        result_digest = digest(result)
+    except (ValueError, RecursionError):
+        raise UpstreamInvalidResult(f"MCP server {snapshot.name!r} returned a result with values that have no JSON form") from None
+    row = await attempt.record(status="success", result_digest=result_digest)
+    return ReadResult(
+        server=snapshot.name, server_id=snapshot.id, result=result, evidence_seq=row.seq, evidence_hash=row.hash, receipt=attempt.receipt,
+    )

@@ -1,0 +1,60 @@
+"""The endpoint's own MCP sessions (revisions 2025-03-26 to 2025-11-25: `Mcp-Session-Id`).
+
+An id is 32 random bytes (URL-safe text), minted by `initialize` and kept in the shared cache
+(Redis; the embedded cache without it) as {token's session id, revision}, for as long as the
+token lives. So any worker or replica continues a session (no sticky routing), a session id is
+bound to the token that opened it (used with another token it is unknown: 404, as the spec says
+for an unknown id, so a leaked id alone reveals nothing), and it ends with the token, on DELETE,
+or when the token's session is revoked (the token is refused first).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from maestro import aredis, errors
+from sessions_app.tokens import SessionClaims
+
+_KEY = "mcp:endpoint:session:{id}"
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+
+
+class SessionUnknown(errors.NotFound):
+    code = "mcp_session_unknown"
+
+
+def _unavailable() -> errors.Unavailable:
+    return errors.Unavailable("the shared cache is unavailable, so MCP sessions cannot be kept", code="cache_unavailable")
+
+
+async def mcp_session_open(*, claims: SessionClaims, version: str) -> str:
+    session_id = secrets.token_urlsafe(32)
+    ttl = max(1, int(claims.expires_at - time.time()) + 1)
+    try:
+        await aredis.cache_set(_KEY.format(id=session_id), {"sid": claims.sid, "v": version}, ttl)
+    except aredis.CacheUnavailable:
+        raise _unavailable() from None
+    return session_id
+
+
+async def mcp_session_version(*, claims: SessionClaims, session_id: str) -> str:
+    """The revision the session settled on, or SessionUnknown (unknown, ended, or another token's)."""
+    if not _ID_RE.fullmatch(session_id):
+        raise SessionUnknown("unknown MCP session: initialize a new one")
+    try:
+        entry = await aredis.cache_get(_KEY.format(id=session_id))
+    except aredis.CacheUnavailable:
+        raise _unavailable() from None
+    if not isinstance(entry, dict) or entry.get("sid") != claims.sid:
+        raise SessionUnknown("unknown MCP session: initialize a new one")
+    return str(entry.get("v"))
+
+
+async def mcp_session_close(*, claims: SessionClaims, session_id: str) -> None:
+    await mcp_session_version(claims=claims, session_id=session_id)
+    try:
+        await aredis.cache_delete(_KEY.format(id=session_id))
+    except aredis.CacheUnavailable:
+        raise _unavailable() from None
