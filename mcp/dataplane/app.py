@@ -26,6 +26,7 @@ from maestro import errors, telemetry
 from mcp.dataplane.lifecycle import data_plane_start, data_plane_stop
 from mcp.dataplane.http import API_KEY_CHALLENGE, RECEIPT_HEADER, ClientGone, Request, Responder, parse_json_object
 from mcp.mcpserver.endpoint import McpEndpoint
+from mcp.mcpserver.streams import hub
 from mcp.services.invoke import tool_invoke, tools_for_session
 from sessions_app import scopes as S
 from sessions_app.api import session_created_json
@@ -150,6 +151,8 @@ class DataPlane:
 
     async def startup(self) -> None:
         await data_plane_start(serve=self.enabled)
+        if self.enabled:
+            hub().start()  # one list-change subscription per worker (mcp.mcpserver.streams)
 
     async def shutdown(self) -> None:
         await data_plane_stop()

@@ -20,13 +20,14 @@ from django.conf import settings
 
 from maestro import aredis
 from maestro.bridge import per_loop
-from mcp.services import changes
+from mcp.services import catalog, changes
 from sessions_app.tokens import SessionClaims
 from sessions_app.verify import session_is_revoked
 
 logger = logging.getLogger("mcp.mcpserver")
 
 KEEPALIVE_S = 15.0
+SUBSCRIBE_WAIT_S = 2.0
 RECONNECT_MAX_S = 2.0
 NOTIFICATION = {"tools": "notifications/tools/list_changed", "resources": "notifications/resources/list_changed", "prompts": "notifications/prompts/list_changed"}
 
@@ -36,6 +37,7 @@ def sse_event(message: dict) -> bytes:
 
 
 KEEPALIVE = b": keep-alive\n\n"
+OPENED = b": open\n\n"
 
 
 class Listener:
@@ -65,6 +67,7 @@ class Hub:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = 0  # events received (tests observe delivery through it)
+        self.subscribed = asyncio.Event()  # set while the subscription is in place
 
     def register(self, listener: Listener) -> None:
         self.listeners.add(listener)
@@ -75,8 +78,13 @@ class Hub:
 
     def dispatch(self, event: dict) -> None:
         self.events += 1
+        catalog.version_recheck()  # a client told of a change relists at once, on any worker
         for listener in list(self.listeners):
             listener.offer(event)
+
+    def start(self) -> None:
+        """Subscribe now (the web door's workers do at start, so each one hears every change)."""
+        self._ensure_started()
 
     def _ensure_started(self) -> None:
         if self._task is not None and not self._task.done():
@@ -85,6 +93,7 @@ class Hub:
         if not settings.REDIS_URL:
             changes.listener_add(self._from_any_thread)
             self._task = self._loop.create_future()  # a stand-in that never completes: started
+            self.subscribed.set()
             return
         self._task = self._loop.create_task(self._follow(), name="maestro-mcp-list-changes")
 
@@ -99,6 +108,7 @@ class Hub:
             pubsub = aredis.client().pubsub()
             try:
                 await pubsub.subscribe(changes.CHANNEL)
+                self.subscribed.set()
                 backoff = 0.05
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
@@ -114,6 +124,7 @@ class Hub:
             except Exception as exc:  # Redis gone: events meanwhile are lost (best-effort), reconnect
                 logger.warning("list-change subscription lost (%s); reconnecting", type(exc).__name__)
             finally:
+                self.subscribed.clear()
                 try:
                     await pubsub.aclose()
                 except Exception:
@@ -154,10 +165,18 @@ async def serve_stream(
     listener = Listener(lists=lists, servers=claims.servers)
     gone: list = []
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, listener, gone))
-    hub().register(listener)
+    found = hub()
+    found.register(listener)
     try:
-        if first is not None:
-            await write(first)
+        # A client told the stream is open may change something at once: be subscribed by then
+        # (Redis unreachable: the stream opens all the same, and hears changes once it is back).
+        try:
+            await asyncio.wait_for(found.subscribed.wait(), SUBSCRIBE_WAIT_S)
+        except asyncio.TimeoutError:
+            logger.warning("list-change subscription not ready; opening the stream without it")
+        # Something at once: the client learns the stream is open (a server may hold back the
+        # headers until the first bytes of the body).
+        await write(first if first is not None else OPENED)
         while not gone:
             left = claims.expires_at - time.time()
             if left <= 0:
