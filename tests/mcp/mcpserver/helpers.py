@@ -69,7 +69,7 @@ class LegacySession:
         if self.session_id:
             sent.update({"mcp-session-id": self.session_id, "mcp-protocol-version": self.version})
         sent.update(extra)
-        return sent
+        return {name: value for name, value in sent.items() if value is not None}
 
     def initialize(self):
         response = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
