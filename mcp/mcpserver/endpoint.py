@@ -126,9 +126,11 @@ class McpEndpoint:
         if isinstance(decoded, dict) and decoded.get("method") == "initialize" and "id" in decoded:
             await self._initialize(request, send, claims, R.message_of(decoded))
             return
-        version = await sessions.mcp_session_version(claims=claims, session_id=self._session_id(request))
+        session_id = self._session_id(request)
+        entry = await sessions.mcp_session_get(claims=claims, session_id=session_id)
+        version, context = str(entry.get("v")), {"session_id": session_id, "log_level": entry.get("level")}
         if isinstance(decoded, list):
-            await self._batch(request, send, claims, version, decoded)
+            await self._batch(request, send, claims, version, decoded, context)
             return
         message = R.message_of(decoded)
         if message.kind != "request":
@@ -136,7 +138,7 @@ class McpEndpoint:
             return
         if message.method == "initialize" or message.method == "server/discover":
             raise RpcError(R.INVALID_REQUEST, f"Invalid Request: {message.method} is not valid inside a session")
-        await self._serve(request, send, claims, version, message)
+        await self._serve(request, send, claims, version, message, context)
 
     async def _initialize(self, request: Request, send, claims: SessionClaims, message: Message) -> None:
         version = R.initialize_version(message.params.get("protocolVersion"))
@@ -145,7 +147,7 @@ class McpEndpoint:
         self._record("initialize", None, request)
         await self.respond.json(send, request, 200, {"jsonrpc": "2.0", "id": message.id, "result": result}, {"mcp-session-id": session_id})
 
-    async def _batch(self, request: Request, send, claims: SessionClaims, version: str, batch: list) -> None:
+    async def _batch(self, request: Request, send, claims: SessionClaims, version: str, batch: list, context: dict) -> None:
         if version != "2025-03-26":
             raise RpcError(R.INVALID_REQUEST, f"Invalid Request: batches are not part of protocol revision {version}")
         if not batch or len(batch) > MAX_BATCH:
@@ -159,7 +161,7 @@ class McpEndpoint:
                 continue
             if message.kind != "request":
                 continue
-            answers.append(await self._answer(claims, version, message, None))
+            answers.append(await self._answer(claims, version, message, None, context))
         if not answers:
             await self.respond.empty(send, request, 202)
             return
@@ -167,7 +169,7 @@ class McpEndpoint:
 
     async def _get_stream(self, request: Request, send, claims: SessionClaims) -> None:
         session_id = self._session_id(request)
-        await sessions.mcp_session_version(claims=claims, session_id=session_id)
+        await sessions.mcp_session_get(claims=claims, session_id=session_id)
         if not R.accepts(request.headers)[1]:
             await self._refuse(send, request, 406, "not_acceptable", "the GET stream is an event stream: accept text/event-stream")
             return
@@ -175,7 +177,7 @@ class McpEndpoint:
 
     # --- serving a request -----------------------------------------------------------------
 
-    async def _serve(self, request: Request, send, claims: SessionClaims, version: str, message: Message) -> None:
+    async def _serve(self, request: Request, send, claims: SessionClaims, version: str, message: Message, context: dict | None = None) -> None:
         """Answer as JSON, or as an event stream once the upstream sends something for the client
         (progress, log messages) and the client accepts one."""
         sse_ok = R.accepts(request.headers)[1]
@@ -191,7 +193,7 @@ class McpEndpoint:
             except Exception:
                 logger.debug("a notification for a client that has gone was dropped")
 
-        body = await self._answer(claims, version, message, notify if sse_ok else None)
+        body = await self._answer(claims, version, message, notify if sse_ok else None, context)
         if opened:
             try:
                 await self.respond.stream_write(send, streams.sse_event(body))
@@ -203,14 +205,14 @@ class McpEndpoint:
             status = R.MODERN_ERROR_STATUS.get(body["error"]["code"], 200)
         await self.respond.json(send, request, status, body, headers)
 
-    async def _answer(self, claims: SessionClaims, version: str, message: Message, notify) -> dict:
-        handler = methods.METHODS.get(message.method) or (methods.MODERN_ONLY.get(message.method) if version == R.MODERN else None)
+    async def _answer(self, claims: SessionClaims, version: str, message: Message, notify, context: dict | None = None) -> dict:
+        handler = methods.METHODS.get(message.method) or (methods.MODERN_ONLY if version == R.MODERN else methods.SESSION_ONLY).get(message.method)
         started = time.perf_counter()
         error_type = None
         try:
             if handler is None:
                 raise RpcError(R.METHOD_NOT_FOUND, f"Method not found: {message.method[:128]}")
-            result = await handler(methods.Call(claims=claims, version=version, method=message.method, params=message.params, notify=notify))
+            result = await handler(methods.Call(claims=claims, version=version, method=message.method, params=message.params, notify=notify, **(context or {})))
             return {"jsonrpc": "2.0", "id": message.id, "result": result}
         except RpcError as exc:
             error_type = str(exc.code)

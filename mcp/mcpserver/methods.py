@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from maestro import errors
-from mcp.mcpserver import naming
+from mcp.mcpserver import naming, sessions
 from mcp.mcpserver import protocol as R
 from mcp.mcpserver.protocol import RpcError
 from mcp.services import catalog, changes, listing
@@ -32,7 +32,9 @@ logger = logging.getLogger("mcp.mcpserver")
 
 LIST_TTL_MS = 10_000  # 2026-07-28 ttlMs of a list: list_changed invalidates it sooner
 MAX_URI = 2048
-FORWARDED_META = ("progressToken", "traceparent", "tracestate", "baggage")
+FORWARDED_META = ("progressToken", "traceparent", "tracestate", "baggage", R.META_LOG_LEVEL)
+MRTR_PARAMS = ("inputResponses", "requestState")  # a 2026-07-28 multi-round retry's params, passed on
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 UPSTREAM_LIST_CHANGED = {
     "notifications/tools/list_changed": "tools", "notifications/resources/list_changed": "resources",
     "notifications/prompts/list_changed": "prompts",
@@ -52,6 +54,8 @@ class Call:
     notify: Callable[[dict], Awaitable[None]] | None = None
     background: set = field(default_factory=set)
     upstream_ref: str | None = None  # the server being called, once known
+    log_level: str | None = None  # a session revision's level (logging/setLevel)
+    session_id: str | None = None
 
     @property
     def transparent_server(self) -> str | None:
@@ -59,10 +63,18 @@ class Call:
         return self.claims.servers[0] if len(self.claims.servers) == 1 else None
 
     def forwarded_meta(self) -> dict | None:
+        """What of the client's `_meta` goes upstream: progress token, trace context, the log level;
+        a 2026-07-28 client's capabilities (an upstream may then ask it for input, MRTR). A session
+        revision's client hears every log message until it sets a level, as from a server of its
+        revision: its level (or "debug") is passed on."""
         meta = self.params.get("_meta")
-        if not isinstance(meta, dict):
-            return None
+        meta = meta if isinstance(meta, dict) else {}
         kept = {key: meta[key] for key in FORWARDED_META if key in meta}
+        if self.version == R.MODERN:
+            if isinstance(meta.get(R.META_CLIENT_CAPABILITIES), dict):
+                kept[R.META_CLIENT_CAPABILITIES] = meta[R.META_CLIENT_CAPABILITIES]
+        else:
+            kept[R.META_LOG_LEVEL] = self.log_level or "debug"
         return kept or None
 
     async def relay(self, message: dict) -> None:
@@ -126,6 +138,9 @@ def _failure_result(exc: errors.GatewayError) -> dict:
 def _mapped(exc: errors.GatewayError, name: str, what: str) -> RpcError | None:
     """The gateway failures that are JSON-RPC errors (see the module docstring); None: isError."""
     if isinstance(exc, UpstreamJsonRpcError):
+        # The upstream's own error, passed on as it is (its data too: a client may act on it).
+        if exc.upstream_data is not None:
+            return RpcError(exc.upstream_code or R.INTERNAL_ERROR, exc.upstream_message or exc.message, data=exc.upstream_data)
         return RpcError(exc.upstream_code or R.INTERNAL_ERROR, exc.upstream_message or exc.message, gateway_code=exc.code)
     if isinstance(exc, errors.InvalidInput):
         data = {"path": exc.details["path"]} if "path" in exc.details else None
@@ -150,10 +165,11 @@ async def tools_call(call: Call) -> dict:
             raise RpcError(R.INVALID_PARAMS, f"Unknown tool: {name[:200]}", gateway_code="tool_not_found")
         server, tool = found
     call.upstream_ref = server
+    extra = {key: call.params[key] for key in MRTR_PARAMS if key in call.params} if call.version == R.MODERN else None
     try:
         outcome = await tool_invoke(
             token=None, claims=call.claims, run_id=call.claims.run_id, server=server, tool=tool, arguments=arguments,
-            transport="mcp", meta=call.forwarded_meta(), on_message=call.relay,
+            transport="mcp", meta=call.forwarded_meta(), on_message=call.relay, extra_params=extra or None,
         )
     except errors.GatewayError as exc:
         mapped = _mapped(exc, name, "tool")
@@ -260,7 +276,16 @@ async def prompts_get(call: Call) -> dict:
 
 
 async def ping(call: Call) -> dict:
-    return R.result_for(call.version, {})
+    return {}
+
+
+async def logging_set_level(call: Call) -> dict:
+    """Session revisions: the level of the log messages relayed from upstreams in this session."""
+    level = call.params.get("level")
+    if level not in LOG_LEVELS:
+        raise RpcError(R.INVALID_PARAMS, f"params.level: one of {', '.join(LOG_LEVELS)}", gateway_code="invalid_level")
+    await sessions.mcp_session_set_level(claims=call.claims, session_id=call.session_id or "", level=level)
+    return {}
 
 
 async def server_discover(call: Call) -> dict:
@@ -272,7 +297,6 @@ async def server_discover(call: Call) -> dict:
 
 
 METHODS: dict[str, Callable[[Call], Awaitable[dict]]] = {
-    "ping": ping,
     "tools/list": tools_list,
     "tools/call": tools_call,
     "resources/list": resources_list,
@@ -282,6 +306,8 @@ METHODS: dict[str, Callable[[Call], Awaitable[dict]]] = {
     "prompts/get": prompts_get,
 }
 MODERN_ONLY = {"server/discover": server_discover}
+# 2026-07-28 removed ping and logging/setLevel (the level travels in each request's _meta).
+SESSION_ONLY = {"ping": ping, "logging/setLevel": logging_set_level}
 # The core records these (evidence, metrics); the endpoint records the rest.
 RECORDED_BY_CORE = frozenset({"tools/call", "resources/read", "prompts/get"})
 

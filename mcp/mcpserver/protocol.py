@@ -26,13 +26,17 @@ DEFAULT_SESSION_VERSION = "2025-03-26"  # a session request without MCP-Protocol
 SERVER_INFO = {"name": "maestro-mcp", "title": "Maestro MCP gateway", "version": "1.0"}
 INSTRUCTIONS = "Tools, resources and prompts of the MCP servers this Maestro run may use; every call is checked by policy and recorded."
 # Only what the gateway serves: list_changed is delivered on the GET stream (2025 revisions) and on
-# subscriptions/listen (2026-07-28). No resources/subscribe, logging, completions, sampling.
-CAPABILITIES: dict = {"tools": {"listChanged": True}, "resources": {"listChanged": True}, "prompts": {"listChanged": True}}
+# subscriptions/listen (2026-07-28). No resources/subscribe, completions.
+# Logging: upstreams' log messages are relayed at the level the client asks for.
+CAPABILITIES: dict = {
+    "tools": {"listChanged": True}, "resources": {"listChanged": True}, "prompts": {"listChanged": True}, "logging": {},
+}
 
 META_PROTOCOL_VERSION = P.META_PROTOCOL_VERSION
 META_CLIENT_CAPABILITIES = P.META_CLIENT_CAPABILITIES
 META_SERVER_INFO = P.META_SERVER_INFO
 META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 # The gateway's own _meta keys on results (a vendor prefix, as the spec asks).
 META_RECEIPT = "io.maestro/receipt"
 META_EVIDENCE = "io.maestro/evidence"
@@ -51,13 +55,14 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020
+MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 # 2026-07-28: the HTTP status a JSON-RPC error travels with (the SDK's table). Session revisions
 # answer JSON-RPC errors with 200, as their servers do, except a body that is not JSON-RPC at all.
 MODERN_ERROR_STATUS = {
     PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400, UNSUPPORTED_PROTOCOL_VERSION: 400,
-    METHOD_NOT_FOUND: 404,
+    MISSING_REQUIRED_CLIENT_CAPABILITY: 400, METHOD_NOT_FOUND: 404,
 }
 
 MAX_ID_CHARS = 256

@@ -39,8 +39,9 @@ async def mcp_session_open(*, claims: SessionClaims, version: str) -> str:
     return session_id
 
 
-async def mcp_session_version(*, claims: SessionClaims, session_id: str) -> str:
-    """The revision the session settled on, or SessionUnknown (unknown, ended, or another token's)."""
+async def mcp_session_get(*, claims: SessionClaims, session_id: str) -> dict:
+    """{"v": the revision the session settled on, "level": its log level or None}, or
+    SessionUnknown (unknown, ended, or another token's)."""
     if not _ID_RE.fullmatch(session_id):
         raise SessionUnknown("unknown MCP session: initialize a new one")
     try:
@@ -49,11 +50,20 @@ async def mcp_session_version(*, claims: SessionClaims, session_id: str) -> str:
         raise _unavailable() from None
     if not isinstance(entry, dict) or entry.get("sid") != claims.sid:
         raise SessionUnknown("unknown MCP session: initialize a new one")
-    return str(entry.get("v"))
+    return entry
+
+
+async def mcp_session_set_level(*, claims: SessionClaims, session_id: str, level: str) -> None:
+    entry = await mcp_session_get(claims=claims, session_id=session_id)
+    ttl = max(1, int(claims.expires_at - time.time()) + 1)
+    try:
+        await aredis.cache_set(_KEY.format(id=session_id), {**entry, "level": level}, ttl)
+    except aredis.CacheUnavailable:
+        raise _unavailable() from None
 
 
 async def mcp_session_close(*, claims: SessionClaims, session_id: str) -> None:
-    await mcp_session_version(claims=claims, session_id=session_id)
+    await mcp_session_get(claims=claims, session_id=session_id)
     try:
         await aredis.cache_delete(_KEY.format(id=session_id))
     except aredis.CacheUnavailable:

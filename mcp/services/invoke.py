@@ -225,11 +225,13 @@ async def tool_invoke(
     *, token: str | None, run_id: str, server: object, tool: object, arguments: object,
     timeout_ms: object = None, deadline_s: float | None = None, transport: str = "http",
     meta: dict | None = None, on_message: wire.OnMessage | None = None, claims: SessionClaims | None = None,
+    extra_params: dict | None = None,
 ) -> InvocationResult:
     """Call `tool` on `server` for the session of `token`. `meta` goes to the upstream in
     `params._meta` (a progress token); `on_message` receives what the upstream streams before its
     answer (progress notifications), for doors that pass it on. A door that has just
-    authenticated the token for this run (the MCP endpoint) passes its `claims` instead."""
+    authenticated the token for this run (the MCP endpoint) passes its `claims` instead, and the
+    params of a multi-round call (inputResponses, requestState) as `extra_params`."""
     with telemetry.span("mcp.invoke", run=run_id, server=server if isinstance(server, str) else None, tool=tool if isinstance(tool, str) else None, transport=transport):
         if claims is None or claims.run_id != run_id:
             claims = await session_authenticate(token=token, run_id=run_id)
@@ -240,7 +242,7 @@ async def tool_invoke(
                 async with session_slot(sid=claims.sid):
                     return await _authorized_call(
                         attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
-                        meta=meta, on_message=on_message,
+                        meta=meta, on_message=on_message, extra_params=extra_params,
                     )
         except errors.GatewayError as exc:
             denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
@@ -255,7 +257,7 @@ async def tool_invoke(
 
 async def _authorized_call(
     attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms, deadline_s: float | None,
-    meta: dict | None, on_message,
+    meta: dict | None, on_message, extra_params: dict | None = None,
 ) -> InvocationResult:
     claims = attempt.claims
     denial = policy.builtin_check_scope(session_scopes=claims.scopes)
@@ -290,7 +292,7 @@ async def _authorized_call(
     try:
         result = await get_client().call_tool(
             server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s,
-            meta=meta, on_message=on_message,
+            meta=meta, on_message=on_message, extra_params=extra_params,
         )
     except errors.GatewayError as exc:
         metrics.record_client_operation(method="tools/call", tool=attempt.tool, error_type=exc.code, transport="tcp", seconds=time.perf_counter() - started)

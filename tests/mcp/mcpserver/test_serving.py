@@ -113,7 +113,7 @@ def test_session_results_have_no_2026_fields(client, two):
 def test_server_discover_advertises_only_what_is_served(client, two):
     discovered = result_of(modern_request(client, two, "server/discover"))
     assert discovered["supportedVersions"] == [MODERN, "2025-11-25", "2025-06-18", "2025-03-26"]
-    assert set(discovered["capabilities"]) == {"tools", "resources", "prompts"}
+    assert set(discovered["capabilities"]) == {"tools", "resources", "prompts", "logging"}
     assert "subscribe" not in discovered["capabilities"]["resources"]
     assert discovered["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "maestro-mcp"
 
