@@ -64,7 +64,7 @@ def test_an_allowed_origin_is_served_with_cors(token):
     from tests.support.gateway import GatewayClient, fresh_application
 
     with override_settings(CORS_ALLOWED_ORIGINS=["https://studio.example"]):
-        response = modern_request(GatewayClient(app=fresh_application()), token, "ping", headers={"origin": "https://studio.example"})
+        response = modern_request(GatewayClient(app=fresh_application()), token, "server/discover", headers={"origin": "https://studio.example"})
     assert response.status_code == 200 and response["access-control-allow-origin"] == "https://studio.example"
 
 
