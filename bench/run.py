@@ -4,7 +4,8 @@ bench/results/latest.json, and stop everything it started.
 
     python -m bench.run                    # the full run (a few minutes)
     python -m bench.run --quick            # 3 s per point, for iterating
-    python -m bench.run --only http,grpc   # some scenarios: http (1+2), sessions (4), grpc (5), slow (3)
+    python -m bench.run --only http,grpc   # some scenarios: http (1+2), sessions (4), grpc (5), slow (3),
+                                           # mcp (6: the MCP endpoint's CPU), streams (7: 10,000 idle streams)
 
 Exit status: 0 when the measurement completed (even if a budget fails: it is a measurement), 1 when
 the harness itself broke, 130 on Ctrl-C.
@@ -23,11 +24,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import procstat, report, scenarios
+from bench import mcp_endpoint, procstat, report, scenarios
 from bench.stack import ROOT, Stack
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("http", "sessions", "grpc", "slow")
+SCENARIOS = ("http", "sessions", "grpc", "mcp", "streams", "slow")
 
 # Scenario 3 only: 1,000 calls held for 2 s need 1,000 places to wait. The web door serves WSGI on
 # threads, one in-flight call per thread, so when the documented defaults give fewer than that,
@@ -139,6 +140,8 @@ def measure(args, stack: Stack, results: dict) -> None:
         ("http", "1+2 direct vs gateway, CPU per call", lambda: scenarios.http_scenario(ctx)),
         ("sessions", "4 session creation", lambda: scenarios.sessions_scenario(ctx)),
         ("grpc", "5 gRPC invoke", lambda: scenarios.grpc_scenario(ctx)),
+        ("mcp", "6 MCP endpoint vs invoke, CPU per call", lambda: mcp_endpoint.cpu_scenario(ctx)),
+        ("streams", "7 10,000 idle MCP streams", lambda: mcp_endpoint.streams_scenario(ctx, streams=args.streams)),
         # Last: it restarts the gateway with the slow-call knobs.
         ("slow", "3 1000 slow calls", lambda: scenarios.slow_scenario(ctx, calls=args.slow_calls, sleep_s=SLOW_SLEEP_S,
                                                                   overlay=slow_overlay(stack, args.slow_calls, args.slow_env))),
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per measured point (default 10, --quick 3)")
     parser.add_argument("--grpc-procs", type=int, default=1, help="gRPC load client processes (default 1)")
     parser.add_argument("--slow-calls", type=int, default=SLOW_CALLS)
+    parser.add_argument("--streams", type=int, default=mcp_endpoint.STREAMS, help="idle MCP streams held in scenario 7")
     parser.add_argument("--slow-env", action="append", default=[], metavar="NAME=VALUE",
                         help="replace the slow-call scenario's settings (repeatable; NAME= drops one)")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))

@@ -37,15 +37,19 @@ def client():
     by_url = _clients()
     found = by_url.get(settings.REDIS_URL)
     if found is None:
-        found = by_url[settings.REDIS_URL] = aioredis.Redis.from_url(
+        # Blocking: a burst of more requests than connections (10,000 MCP streams opening at
+        # once) waits up to a second for a free one instead of failing as "Redis unreachable".
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             max_connections=max(settings.MCP_GRPC_MAX_IN_FLIGHT, 256),
+            timeout=SOCKET_TIMEOUT_S,
             health_check_interval=0,
             # No CLIENT SETINFO on every new connection: a round trip each, and nothing reads it.
             driver_info=None,
         )
+        found = by_url[settings.REDIS_URL] = aioredis.Redis(connection_pool=pool)
     return found
 
 
