@@ -15,10 +15,27 @@ import secrets
 import time
 
 from maestro import aredis, errors
+from mcp.services import changes
 from sessions_app.tokens import SessionClaims
 
 _KEY = "mcp:endpoint:session:{id}"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+LOCAL_SECONDS = 5.0
+LOCAL_MAX = 50_000
+_local: dict[str, tuple[float, dict]] = {}
+
+
+def local_forget(session_id: str | None = None) -> None:
+    """Forget one remembered session (an event said it ended or changed), or all of them."""
+    if session_id is None:
+        _local.clear()
+    else:
+        _local.pop(session_id, None)
+
+
+async def _announce(session_id: str) -> None:
+    local_forget(session_id)
+    await changes.event_publish_async(event={"mcp_session": session_id})
 
 
 class SessionUnknown(errors.NotFound):
@@ -44,10 +61,18 @@ async def mcp_session_get(*, claims: SessionClaims, session_id: str) -> dict:
     SessionUnknown (unknown, ended, or another token's)."""
     if not _ID_RE.fullmatch(session_id):
         raise SessionUnknown("unknown MCP session: initialize a new one")
-    try:
-        entry = await aredis.cache_get(_KEY.format(id=session_id))
-    except aredis.CacheUnavailable:
-        raise _unavailable() from None
+    hit = _local.get(session_id)
+    if hit is not None and hit[0] > time.monotonic():
+        entry = hit[1]
+    else:
+        try:
+            entry = await aredis.cache_get(_KEY.format(id=session_id))
+        except aredis.CacheUnavailable:
+            raise _unavailable() from None
+        if isinstance(entry, dict):
+            if len(_local) >= LOCAL_MAX:
+                _local.clear()
+            _local[session_id] = (time.monotonic() + LOCAL_SECONDS, entry)
     if not isinstance(entry, dict) or entry.get("sid") != claims.sid:
         raise SessionUnknown("unknown MCP session: initialize a new one")
     return entry
@@ -60,6 +85,7 @@ async def mcp_session_set_level(*, claims: SessionClaims, session_id: str, level
         await aredis.cache_set(_KEY.format(id=session_id), {**entry, "level": level}, ttl)
     except aredis.CacheUnavailable:
         raise _unavailable() from None
+    await _announce(session_id)
 
 
 async def mcp_session_close(*, claims: SessionClaims, session_id: str) -> None:
@@ -68,3 +94,4 @@ async def mcp_session_close(*, claims: SessionClaims, session_id: str) -> None:
         await aredis.cache_delete(_KEY.format(id=session_id))
     except aredis.CacheUnavailable:
         raise _unavailable() from None
+    await _announce(session_id)

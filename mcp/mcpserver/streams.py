@@ -20,6 +20,7 @@ from django.conf import settings
 
 from maestro import aredis
 from maestro.bridge import per_loop
+from mcp.mcpserver import sessions
 from mcp.services import catalog, changes
 from sessions_app.tokens import SessionClaims
 from sessions_app.verify import session_is_revoked
@@ -78,6 +79,9 @@ class Hub:
 
     def dispatch(self, event: dict) -> None:
         self.events += 1
+        if "mcp_session" in event:  # an endpoint session ended or changed on some worker
+            sessions.local_forget(str(event["mcp_session"]))
+            return
         catalog.version_recheck()  # a client told of a change relists at once, on any worker
         for listener in list(self.listeners):
             listener.offer(event)

@@ -8,7 +8,7 @@ the event goes straight to this process's listeners. Publishing is best-effort: 
 costs a client a stale list until its next listing, never a wrong answer (every call is checked
 against the current registry).
 
-An event: {"server": server id, or "*" for any server, "lists": ["tools", "resources", "prompts"]}.
+A list change: {"server": server id, or "*" for any server, "lists": ["tools", "resources", "prompts"]}.
 """
 
 from __future__ import annotations
@@ -67,7 +67,12 @@ def list_changed_publish(*, server_id, lists: Iterable[str] = ALL_LISTS) -> None
 
 async def list_changed_publish_async(*, server_id, lists: Iterable[str] = ALL_LISTS) -> None:
     """From the data plane (an upstream said its list changed, or a reload found a new list)."""
-    event = _event(server_id, lists)
+    await event_publish_async(event=_event(server_id, lists))
+
+
+async def event_publish_async(*, event: dict) -> None:
+    """Any event for the data plane's processes on the same channel (the MCP endpoint also says
+    here that one of its sessions ended: {"mcp_session": id})."""
     if not settings.REDIS_URL:
         _deliver_locally(event)
         return

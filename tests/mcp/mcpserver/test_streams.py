@@ -12,6 +12,7 @@ from tests.mcp.helpers import register
 from tests.mcp.invoke_helpers import session_token
 from tests.mcp.mcpserver.conftest import mcp_url
 from tests.mcp.mcpserver.helpers import ACCEPT_BOTH, META_CAPABILITIES, META_VERSION, MODERN
+from tests.support.services import wait_until
 from tests.upstreams import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,3 +86,24 @@ def test_subscriptions_listen_acknowledges_and_delivers(web_door, admin_api, gro
             grow_and_refresh(other, url, token, admin_api, server["id"])
         assert next(received) == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
                                   "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": "sub-1"}}}
+
+
+def test_a_session_ended_on_one_worker_is_ended_on_every_worker(web_door, admin_api, growable):
+    # Given an MCP session used over fresh connections, so both workers serve (and remember) it
+    server = register(admin_api, name="growing", url=growable.url())
+    token = session_token(run_id="run-ended", servers=[server["id"]])
+    url = mcp_url(web_door, "run-ended")
+    auth = {"authorization": f"Bearer {token}", "accept": ACCEPT_BOTH}
+    init = httpx.post(url, headers=auth, timeout=10, json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                      "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = {**auth, "mcp-session-id": init.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+
+    def ping() -> int:
+        return httpx.post(url, headers=session, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, timeout=10).status_code
+
+    assert [ping() for _ in range(8)] == [200] * 8
+    # When it is ended (DELETE) on whichever worker takes that request
+    assert httpx.delete(url, headers=session, timeout=10).status_code == 204
+    # Then every worker forgets it as soon as the announcement arrives, and for good
+    assert wait_until(lambda: ping() == 404 and ping() == 404, timeout=3)
+    assert [ping() for _ in range(8)] == [404] * 8
