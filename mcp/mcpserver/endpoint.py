@@ -11,7 +11,8 @@ Every request: the Origin check (DNS-rebinding protection: a browser Origin outs
   GET and DELETE are 405; `subscriptions/listen` opens the notification stream;
 - otherwise a session revision: `initialize` mints an `Mcp-Session-Id`; every other request must
   carry one (400 without, 404 when unknown, ended, or made for another token); GET opens the
-  session's stream; DELETE ends the session; 2025-03-26 batches are answered as arrays.
+  session's one stream (a second is 409, on any worker); DELETE ends the session; 2025-03-26
+  batches are answered as arrays.
 
 Refusals before a JSON-RPC message exists (credentials, Origin, session id, body size, media type)
 use the project's error shape; refusals of a message are JSON-RPC errors.
@@ -173,7 +174,17 @@ class McpEndpoint:
         if not R.accepts(request.headers)[1]:
             await self._refuse(send, request, 406, "not_acceptable", "the GET stream is an event stream: accept text/event-stream")
             return
-        await self._stream(request, send, claims, frozenset(streams.NOTIFICATION), lambda n: n, None, {"mcp-session-id": session_id})
+        if not await sessions.mcp_session_stream_claim(session_id=session_id):
+            await self._refuse(send, request, 409, "stream_exists", "this MCP session already has its GET stream open")
+            return
+
+        async def renew() -> None:
+            await sessions.mcp_session_stream_claim(session_id=session_id, renew=True)
+
+        try:
+            await self._stream(request, send, claims, frozenset(streams.NOTIFICATION), lambda n: n, None, {"mcp-session-id": session_id}, renew)
+        finally:
+            await sessions.mcp_session_stream_release(session_id=session_id)
 
     # --- serving a request -----------------------------------------------------------------
 
@@ -226,14 +237,14 @@ class McpEndpoint:
                     method=message.method, tool=None, error_type=error_type, transport="tcp", seconds=time.perf_counter() - started,
                 )
 
-    async def _stream(self, request: Request, send, claims: SessionClaims, lists: frozenset[str], wrap, first, headers: dict) -> None:
+    async def _stream(self, request: Request, send, claims: SessionClaims, lists: frozenset[str], wrap, first, headers: dict, on_keepalive=None) -> None:
         await self.respond.stream_start(send, request, headers)
 
         async def write(data: bytes) -> None:
             await self.respond.stream_write(send, data)
 
         try:
-            await streams.serve_stream(receive=request.receive, write=write, claims=claims, lists=lists, wrap=wrap, first=first)
+            await streams.serve_stream(receive=request.receive, write=write, claims=claims, lists=lists, wrap=wrap, first=first, on_keepalive=on_keepalive)
         except OSError:
             pass  # the client went away mid-write
         finally:

@@ -88,6 +88,29 @@ async def mcp_session_set_level(*, claims: SessionClaims, session_id: str, level
     await _announce(session_id)
 
 
+_STREAM_KEY = "mcp:endpoint:stream:{id}"
+STREAM_CLAIM_SECONDS = 40  # renewed at every keep-alive (15 s): a dead worker's claim lapses
+
+
+async def mcp_session_stream_claim(*, session_id: str, renew: bool = False) -> bool:
+    """The session's one GET stream (the spec: a message goes on one stream only, so a second GET
+    stream is refused, on any worker). False when another stream holds it."""
+    try:
+        if renew:
+            await aredis.cache_set(_STREAM_KEY.format(id=session_id), 1, STREAM_CLAIM_SECONDS)
+            return True
+        return await aredis.cache_add(_STREAM_KEY.format(id=session_id), 1, STREAM_CLAIM_SECONDS)
+    except aredis.CacheUnavailable:
+        raise _unavailable() from None
+
+
+async def mcp_session_stream_release(*, session_id: str) -> None:
+    try:
+        await aredis.cache_delete(_STREAM_KEY.format(id=session_id))
+    except aredis.CacheUnavailable:
+        pass  # it lapses on its own
+
+
 async def mcp_session_close(*, claims: SessionClaims, session_id: str) -> None:
     await mcp_session_get(claims=claims, session_id=session_id)
     try:

@@ -162,10 +162,11 @@ async def _watch_disconnect(receive, listener: Listener, gone: list) -> None:
 
 
 async def serve_stream(
-    *, receive, write, claims: SessionClaims, lists: frozenset[str], wrap, first: bytes | None = None,
+    *, receive, write, claims: SessionClaims, lists: frozenset[str], wrap, first: bytes | None = None, on_keepalive=None,
 ) -> None:
     """Keep a stream open until the client leaves or the token ends: `write(bytes)` sends on it,
-    `wrap(notification)` adds what the revision needs (a subscription id), `first` is sent at once."""
+    `wrap(notification)` adds what the revision needs (a subscription id), `first` is sent at once,
+    `on_keepalive()` is awaited at every keep-alive."""
     listener = Listener(lists=lists, servers=claims.servers)
     gone: list = []
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, listener, gone))
@@ -191,6 +192,8 @@ async def serve_stream(
                 if gone or await session_is_revoked(sid=claims.sid):
                     return
                 await write(KEEPALIVE)
+                if on_keepalive is not None:
+                    await on_keepalive()
                 continue
             listener.wake.clear()
             if gone:

@@ -61,9 +61,21 @@ def test_a_changed_upstream_tool_list_reaches_the_get_stream(web_door, admin_api
         with http.stream("GET", url, headers=session) as stream:
             assert stream.status_code == 200 and stream.headers["content-type"] == "text/event-stream"
             assert stream.headers["mcp-session-id"] == init.headers["mcp-session-id"]
+            # A second GET stream of the same session is refused, on whichever worker it lands
+            # (a message goes on one stream only)
+            for _ in range(4):
+                with httpx.Client(timeout=10.0) as fresh:
+                    second = fresh.get(url, headers=session)
+                assert second.status_code == 409 and second.json()["error"]["code"] == "stream_exists"
             with httpx.Client(timeout=20.0) as other:
                 grow_and_refresh(other, url, token, admin_api, server["id"])
             assert next(events(stream)) == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+        # Once it is closed (the worker notices the client leave), the session may open it again
+        def reopened() -> bool:
+            with httpx.Client(timeout=10.0) as fresh, fresh.stream("GET", url, headers=session) as again:
+                return again.status_code == 200
+
+        assert wait_until(reopened, timeout=5)
 
 
 def test_subscriptions_listen_acknowledges_and_delivers(web_door, admin_api, growable):
