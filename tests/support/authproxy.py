@@ -38,12 +38,22 @@ class AuthProxy:
         return self
 
     def stop(self) -> None:
+        """Close the listener and every connection still open (a client's streams), then the loop."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
+
+    async def _shutdown(self) -> None:
+        self.server.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
         self.loop.call_soon(self.ready.set)
         self.loop.run_forever()
 
@@ -64,7 +74,7 @@ class AuthProxy:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             upstream_writer.write(self._head(head[:-4]))
             await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError, asyncio.CancelledError):
             pass
         finally:
             for stream in (writer, upstream_writer):
