@@ -176,12 +176,17 @@ async def tools_call(call: Call) -> dict:
         if mapped is not None:
             raise mapped from None
         return R.result_for(call.version, _failure_result(exc))
+    return R.result_for(call.version, _with_evidence(outcome))
+
+
+def _with_evidence(outcome) -> dict:
+    """The upstream's result, its `_meta` extended with the receipt and the evidence row."""
     result = dict(outcome.result)
     result["_meta"] = {
         **(result.get("_meta") if isinstance(result.get("_meta"), dict) else {}),
         R.META_RECEIPT: outcome.receipt, R.META_EVIDENCE: {"seq": outcome.evidence_seq, "hash": outcome.evidence_hash},
     }
-    return R.result_for(call.version, result)
+    return result
 
 
 def _with_uri(item: dict, key: str, server: str, transparent: bool) -> dict:
@@ -232,12 +237,7 @@ async def _read(call: Call, *, kind: str, method: str, server: str, name: str, l
             raise mapped from None
         # A read has no error result: the failure is a JSON-RPC error with the gateway's code.
         raise RpcError(R.INTERNAL_ERROR, f"{exc.message} ({exc.code})", data={"receipt": exc.receipt} if exc.receipt else None, gateway_code=exc.code) from None
-    result = dict(outcome.result)
-    result["_meta"] = {
-        **(result.get("_meta") if isinstance(result.get("_meta"), dict) else {}),
-        R.META_RECEIPT: outcome.receipt, R.META_EVIDENCE: {"seq": outcome.evidence_seq, "hash": outcome.evidence_hash},
-    }
-    return result
+    return _with_evidence(outcome)
 
 
 async def resources_read(call: Call) -> dict:

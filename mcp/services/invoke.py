@@ -237,22 +237,51 @@ async def tool_invoke(
             claims = await session_authenticate(token=token, run_id=run_id)
         arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
         attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
-        try:
-            with metrics.invocation_in_flight(transport=transport):
-                async with session_slot(sid=claims.sid):
-                    return await _authorized_call(
-                        attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
-                        meta=meta, on_message=on_message, extra_params=extra_params,
-                    )
-        except errors.GatewayError as exc:
-            denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
-            await attempt.record(status="denied" if denied else "error", error_code=exc.code)
-            raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
-        except asyncio.CancelledError:
-            # The caller went away (a gRPC deadline or cancellation cancels the handler). The tool
-            # may have run: its row is written all the same, shielded from the cancellation.
-            await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
-            raise
+        return await _attempted(attempt, lambda: _authorized_call(
+            attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
+            meta=meta, on_message=on_message, extra_params=extra_params,
+        ))
+
+
+async def _attempted(attempt: _Attempt, call):
+    """`call()` under the in-flight gauge and the session's slot. A failure is recorded (denied or
+    error) and raised with the receipt of the decision made before it."""
+    try:
+        with metrics.invocation_in_flight(transport=attempt.transport):
+            async with session_slot(sid=attempt.claims.sid):
+                return await call()
+    except errors.GatewayError as exc:
+        denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
+        await attempt.record(status="denied" if denied else "error", error_code=exc.code)
+        raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
+    except asyncio.CancelledError:
+        # The caller went away (a gRPC deadline or cancellation cancels the handler). The tool
+        # may have run: its row is written all the same, shielded from the cancellation.
+        await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
+        raise
+
+
+async def _usable_server(attempt: _Attempt, server_ref: str):
+    """Checks 5 and 6: the session may invoke at all, the server exists and is enabled."""
+    denial = policy.builtin_check_scope(session_scopes=attempt.claims.scopes)
+    if denial:
+        raise _denied(attempt.decide(denial), attempt.receipt)
+    snapshot, spec = await catalog.server_resolve(ref=server_ref)
+    attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
+    if not snapshot.enabled:
+        raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
+    return snapshot, spec
+
+
+async def _final_decision(attempt: _Attempt) -> None:
+    """Check 13: OPA when configured, else the builtin allow; a deny raises with its receipt."""
+    try:
+        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
+    except policy.PolicyUnavailable as exc:
+        attempt.decide(exc.decision)
+        raise
+    if not decision.allow:
+        raise _denied(decision, attempt.receipt)
 
 
 async def _authorized_call(
@@ -260,15 +289,7 @@ async def _authorized_call(
     meta: dict | None, on_message, extra_params: dict | None = None,
 ) -> InvocationResult:
     claims = attempt.claims
-    denial = policy.builtin_check_scope(session_scopes=claims.scopes)
-    if denial:
-        raise _denied(attempt.decide(denial), attempt.receipt)
-
-    snapshot, spec = await catalog.server_resolve(ref=server_ref)
-    attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
-    if not snapshot.enabled:
-        raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
-
+    snapshot, spec = await _usable_server(attempt, server_ref)
     denial = policy.builtin_check_server_and_tool(
         session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
         server_scopes=list(snapshot.scopes), tool_allow=list(snapshot.tool_allow), tool_deny=list(snapshot.tool_deny), tool=attempt.tool,
@@ -279,14 +300,7 @@ async def _authorized_call(
     tool_def = await _find_tool(server=snapshot, spec=spec, tool=attempt.tool)
     _validate_arguments(server_id=snapshot.id, tool=tool_def, arguments=arguments)
     timeout_s = _timeout_seconds(spec=spec, timeout_ms=timeout_ms, deadline_s=deadline_s)
-
-    try:
-        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
-    except policy.PolicyUnavailable as exc:
-        attempt.decide(exc.decision)
-        raise
-    if not decision.allow:
-        raise _denied(decision, attempt.receipt)
+    await _final_decision(attempt)
 
     started = time.perf_counter()
     try:
@@ -358,41 +372,19 @@ async def upstream_read(
         except (ValueError, RecursionError):
             raise errors.InvalidInput("params: numbers must be finite and text must be valid Unicode", code="invalid_arguments") from None
         attempt = _Attempt(claims=claims, server_ref=server, tool=name, arguments_digest=arguments_digest, transport=transport, kind=kind, method=method)
-        try:
-            with metrics.invocation_in_flight(transport=transport):
-                async with session_slot(sid=claims.sid):
-                    return await _authorized_read(attempt, server_ref=server, params=params, meta=meta, on_message=on_message)
-        except errors.GatewayError as exc:
-            denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
-            await attempt.record(status="denied" if denied else "error", error_code=exc.code)
-            raise (exc.with_receipt(attempt.receipt) if attempt.receipt else exc) from None
-        except asyncio.CancelledError:
-            await asyncio.shield(attempt.record(status="error", error_code=CANCELLED))
-            raise
+        return await _attempted(attempt, lambda: _authorized_read(attempt, server_ref=server, params=params, meta=meta, on_message=on_message))
 
 
 async def _authorized_read(attempt: _Attempt, *, server_ref: str, params: dict, meta: dict | None, on_message) -> ReadResult:
     claims = attempt.claims
-    denial = policy.builtin_check_scope(session_scopes=claims.scopes)
-    if denial:
-        raise _denied(attempt.decide(denial), attempt.receipt)
-    snapshot, spec = await catalog.server_resolve(ref=server_ref)
-    attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
-    if not snapshot.enabled:
-        raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
+    snapshot, spec = await _usable_server(attempt, server_ref)
     denial = policy.builtin_check_server(
         session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
         server_scopes=list(snapshot.scopes),
     )
     if denial:
         raise _denied(attempt.decide(denial), attempt.receipt)
-    try:
-        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
-    except policy.PolicyUnavailable as exc:
-        attempt.decide(exc.decision)
-        raise
-    if not decision.allow:
-        raise _denied(decision, attempt.receipt)
+    await _final_decision(attempt)
     sent = dict(params)
     if meta:
         sent["_meta"] = dict(meta)
