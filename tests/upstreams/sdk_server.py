@@ -109,6 +109,8 @@ def make_server(name: str, page_size: int, extra: int, growable: bool = False) -
         if params.name == "grow":
             added = f"grown_{len(tools):02d}"
             tools.append(types.Tool(name=added, description="A tool added while the server ran.", input_schema={"type": "object", "properties": {}}))
+            # Said on this request's stream (an SSE server), where a client relaying the call hears it
+            await ctx.session.send_notification(types.ToolListChangedNotification(), related_request_id=ctx.request_id)
             return text(added)
         raise MCPError(-32602, f"unknown tool {params.name}")
 

@@ -20,8 +20,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def growable():
-    """An SDK upstream with a `grow` tool that adds a tool to its own list."""
+    """An SDK upstream with a `grow` tool that adds a tool to its own list (JSON answers: it cannot
+    say so on the call's stream)."""
     server = launch.start_sdk("growable", "--mode", "stateless", "--response", "json", "--growable")
+    launch.wait_ready(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def telling():
+    """The same, answering as event streams: `grow` says notifications/tools/list_changed on them."""
+    server = launch.start_sdk("telling", "--mode", "stateless", "--response", "sse", "--growable")
     launch.wait_ready(server)
     yield server
     server.stop()
@@ -119,3 +129,31 @@ def test_a_session_ended_on_one_worker_is_ended_on_every_worker(web_door, admin_
     # Then every worker forgets it as soon as the announcement arrives, and for good
     assert wait_until(lambda: ping() == 404 and ping() == 404, timeout=3)
     assert [ping() for _ in range(8)] == [404] * 8
+
+
+def test_an_upstream_that_says_its_list_changed_is_heard_by_every_stream(web_door, admin_api, telling):
+    # Given a client listening, and an upstream that announces changes on the stream of a call
+    server = register(admin_api, name="telling", url=telling.url())
+    token = session_token(run_id="run-telling", servers=[server["id"]])
+    url = mcp_url(web_door, "run-telling")
+    admin_api.get(f"/api/maestro/v1/mcp/servers/{server['id']}/tools", {"refresh": "true"})
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json", "accept": ACCEPT_BOTH,
+               "mcp-protocol-version": MODERN, "mcp-method": "subscriptions/listen"}
+    body = {"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": True}, "_meta": {META_VERSION: MODERN, META_CAPABILITIES: {}}}}
+    with httpx.Client(timeout=httpx.Timeout(20.0)) as http, http.stream("POST", url, headers=headers, json=body) as stream:
+        received = events(stream)
+        assert next(received)["method"] == "notifications/subscriptions/acknowledged"
+        # When a call through the gateway makes the upstream change its list (no operator refresh)
+        call = {"authorization": f"Bearer {token}", "content-type": "application/json", "accept": "application/json",
+                "mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "grow"}
+        grown = httpx.post(url, headers=call, timeout=20, json={"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {
+            "name": "grow", "arguments": {}, "_meta": {META_VERSION: MODERN, META_CAPABILITIES: {}}}})
+        added = grown.json()["result"]["content"][0]["text"]
+        # Then the gateway refreshes the list, and every open stream hears of it
+        assert next(received)["method"] == "notifications/tools/list_changed"
+    lister = {"authorization": f"Bearer {token}", "content-type": "application/json", "accept": "application/json",
+              "mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+    listed = httpx.post(url, headers=lister, timeout=20, json={
+        "jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"_meta": {META_VERSION: MODERN, META_CAPABILITIES: {}}}})
+    assert added in [tool["name"] for tool in listed.json()["result"]["tools"]]
