@@ -238,17 +238,26 @@ class McpEndpoint:
                 )
 
     async def _stream(self, request: Request, send, claims: SessionClaims, lists: frozenset[str], wrap, first, headers: dict, on_keepalive=None) -> None:
-        await self.respond.stream_start(send, request, headers)
+        started: list = []
+
+        async def start() -> None:
+            await self.respond.stream_start(send, request, headers)
+            started.append(True)
 
         async def write(data: bytes) -> None:
             await self.respond.stream_write(send, data)
 
         try:
-            await streams.serve_stream(receive=request.receive, write=write, claims=claims, lists=lists, wrap=wrap, first=first, on_keepalive=on_keepalive)
+            await streams.serve_stream(
+                receive=request.receive, start=start, write=write, claims=claims, lists=lists, wrap=wrap, first=first, on_keepalive=on_keepalive,
+            )
         except OSError:
             pass  # the client went away mid-write
         finally:
-            await self.respond.stream_end(send, request)
+            if started:
+                await self.respond.stream_end(send, request)
+            else:
+                self.respond.log(request, 499)  # gone before the stream opened
 
     # --- small parts -----------------------------------------------------------------------
 

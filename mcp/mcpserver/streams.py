@@ -69,6 +69,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = 0  # events received (tests observe delivery through it)
         self.subscribed = asyncio.Event()  # set while the subscription is in place
+        self._redis = None
 
     def register(self, listener: Listener) -> None:
         self.listeners.add(listener)
@@ -85,6 +86,17 @@ class Hub:
         catalog.version_recheck()  # a client told of a change relists at once, on any worker
         for listener in list(self.listeners):
             listener.offer(event)
+
+    def _client(self):
+        """A client of its own for the subscription: an idle subscription reads nothing for long
+        stretches, which the data plane's 1-second socket timeout would take for a dead Redis."""
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=aredis.SOCKET_TIMEOUT_S, health_check_interval=10, driver_info=None,
+            )
+        return self._redis
 
     def start(self) -> None:
         """Subscribe now (the web door's workers do at start, so each one hears every change)."""
@@ -109,7 +121,7 @@ class Hub:
     async def _follow(self) -> None:
         backoff = 0.05
         while True:
-            pubsub = aredis.client().pubsub()
+            pubsub = self._client().pubsub()
             try:
                 await pubsub.subscribe(changes.CHANNEL)
                 self.subscribed.set()
@@ -145,6 +157,9 @@ class Hub:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
 
 
 hub = per_loop(Hub)
@@ -162,25 +177,26 @@ async def _watch_disconnect(receive, listener: Listener, gone: list) -> None:
 
 
 async def serve_stream(
-    *, receive, write, claims: SessionClaims, lists: frozenset[str], wrap, first: bytes | None = None, on_keepalive=None,
+    *, receive, start, write, claims: SessionClaims, lists: frozenset[str], wrap, first: bytes | None = None, on_keepalive=None,
 ) -> None:
-    """Keep a stream open until the client leaves or the token ends: `write(bytes)` sends on it,
-    `wrap(notification)` adds what the revision needs (a subscription id), `first` is sent at once,
-    `on_keepalive()` is awaited at every keep-alive."""
+    """Keep a stream open until the client leaves or the token ends: `start()` sends the answer's
+    head, `write(bytes)` sends on it, `wrap(notification)` adds what the revision needs (a
+    subscription id), `first` is sent at once, `on_keepalive()` is awaited at every keep-alive."""
     listener = Listener(lists=lists, servers=claims.servers)
     gone: list = []
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, listener, gone))
     found = hub()
     found.register(listener)
     try:
-        # A client told the stream is open may change something at once: be subscribed by then
-        # (Redis unreachable: the stream opens all the same, and hears changes once it is back).
+        # A client told the stream is open may change something at once: be listening, and
+        # subscribed, before it is told (Redis unreachable: the stream opens all the same, and
+        # hears changes once it is back).
         try:
             await asyncio.wait_for(found.subscribed.wait(), SUBSCRIBE_WAIT_S)
         except asyncio.TimeoutError:
             logger.warning("list-change subscription not ready; opening the stream without it")
-        # Something at once: the client learns the stream is open (a server may hold back the
-        # headers until the first bytes of the body).
+        await start()
+        # Something at once: a server may hold back the head until the first bytes of the body.
         await write(first if first is not None else OPENED)
         while not gone:
             left = claims.expires_at - time.time()

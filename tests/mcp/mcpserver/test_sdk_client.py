@@ -1,5 +1,11 @@
 """The official MCP SDK client (Python) against the gateway's endpoint on a real web door, in both
-protocol families: connect, list, call, read a resource, get a prompt, hear list_changed."""
+protocol families: connect, list, call, read a resource, get a prompt; hear list_changed.
+
+list_changed through the SDK is checked at 2026-07-28 (subscriptions/listen). In the session
+family the SDK 2.3 client's background GET-stream reader intermittently stops reading: the
+gateway's notifications then sit unread in the client's socket (its receive queue, /proc/net/tcp),
+so that check would be flaky for a reason on the client's side; the session family's GET stream is
+tested with a plain HTTP client in test_streams.py instead."""
 
 from __future__ import annotations
 
@@ -52,6 +58,9 @@ def test_the_sdk_client_uses_the_gateway_like_any_mcp_server(web_door, admin_api
     ]
     assert evidence_verify(run_id=run_id)["chain"] == "valid"
 
+    if protocol != "2026-07-28":
+        assert client.finish() == 0
+        return
     # When an operator changes what the session may call while the client listens
     assert client.line() == "READY"
     response = admin_api.patch(f"/api/maestro/v1/mcp/servers/{old['id']}", {"tool_deny": ["echo"]}, format="json")
