@@ -60,6 +60,15 @@ def budget(results: dict) -> list[dict]:
     if evidence:
         add("evidence rows equal the 200s the clients saw, every scenario", evidence["all_ok"], evidence["all_ok"],
             "all runs OK" if evidence["all_ok"] else "MISMATCH")
+    mcp = results.get("mcp")
+    ratio = mcp["cpu_ratio"]["mcp_2026"] if mcp else None
+    add("MCP endpoint tools/call CPU <= 1.2x invoke's (2026-07-28, c32)", ratio, None if ratio is None else ratio <= 1.2,
+        _n(ratio, "{:.2f}x") + (f" (2025-11-25 {mcp['cpu_ratio']['mcp_2025']:.2f}x)" if mcp else ""))
+    streams = results.get("streams")
+    held = streams["peak_established"] if streams else None
+    ok = streams is not None and held >= streams["streams"] and streams["peak"]["rss_mb"] <= 1024
+    add("10,000 idle MCP streams within 1 GB (peak RSS sum)", held, None if streams is None else ok,
+        f"{held} open, {streams['peak']['rss_mb']:.0f} MB" if streams else "n/a")
     return rows
 
 
@@ -161,6 +170,22 @@ def render(results: dict) -> str:
                      f"(client busy {', '.join(f'{x:.0%}' for x in grpc['client_cpu_per_process'])} of a core"
                      + ("; the client is the bottleneck" if grpc["client_bound"] else "") + ")")
         lines.append("")
+    mcp = results.get("mcp")
+    if mcp:
+        lines.append(f"6. tools/call echo: the MCP endpoint vs POST .../mcp/invoke, wrk c{mcp['concurrency']} each (one-server session)")
+        lines.append("   door              |  req/s   p50 ms   p99 ms  err | gateway web CPU ms/call  ratio")
+        labels = {"invoke": "invoke (HTTP)", "mcp_2026": "MCP 2026-07-28", "mcp_2025": "MCP 2025-11-25"}
+        for name, p in mcp["points"].items():
+            lines.append(f"   {labels[name]:<17} | {p['rps']:>6.0f} {p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['errors']:>4} |"
+                         f" {p['cpu']['ms_per_call']['gateway_web']:>23.3f} {mcp['cpu_ratio'][name]:>5.2f}x")
+        lines.append("")
+    streams = results.get("streams")
+    if streams:
+        lines.append(f"7. {streams['streams']:,} idle MCP streams (subscriptions/listen, 2026-07-28) held {streams['held_s']:.0f} s by wrk")
+        lines.append(f"   established at peak {streams['peak_established']:,}; web door memory idle {streams['idle']['rss_mb']:.0f} MB RSS "
+                     f"({streams['idle']['pss_mb']:.0f} PSS) -> peak {streams['peak']['rss_mb']:.0f} MB RSS ({streams['peak']['pss_mb']:.0f} PSS), "
+                     f"+{streams['added_rss_mb']:.0f} MB; wrk socket errors {streams['wrk']['socket_errors']}")
+        lines.append("")
     evidence = results.get("evidence")
     if evidence:
         lines.append("Evidence (mcp_invocations rows with status success vs 2xx/OK answers the clients saw)")
@@ -174,7 +199,7 @@ def render(results: dict) -> str:
         for k in log["kinds"]:
             lines.append(f"   {k['count']:>5} x {k['kind']}")
         lines.append("")
-    lines.append("Budget (issue 10)")
+    lines.append("Budget (issues 10 and 11)")
     width = max(len(r["target"]) for r in results["budget"])
     for r in results["budget"]:
         lines.append(f"   {r['target']:<{width}}  {r['shown']:>26}  {r['result']}")

@@ -4,7 +4,8 @@ bench/results/latest.json, and stop everything it started.
 
     python -m bench.run                    # the full run (a few minutes)
     python -m bench.run --quick            # 3 s per point, for iterating
-    python -m bench.run --only http,grpc   # some scenarios: http (1+2), sessions (4), grpc (5), slow (3), crowd (6)
+    python -m bench.run --only http,grpc   # some scenarios: http (1+2), sessions (4), grpc (5), slow (3), crowd (6),
+                                           # mcp (8: the MCP endpoint's CPU), streams (9: 10,000 idle streams)
 
 Exit status: 0 when the measurement completed (even if a budget fails: it is a measurement), 1 when
 the harness itself broke, 130 on Ctrl-C.
@@ -22,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench import procstat, report, scenarios
+from bench import mcp_endpoint, procstat, report, scenarios
 from bench.stack import ROOT, Stack
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("http", "sessions", "grpc", "slow", "crowd")
+SCENARIOS = ("http", "sessions", "grpc", "mcp", "streams", "slow", "crowd")
 
 # Scenarios 3 and 6 only: the gRPC door's in-flight limit and the per-process upstream pool are
 # raised past the burst (documented knobs); a waiting call costs the web door a coroutine, not a
@@ -130,6 +131,8 @@ def measure(args, stack: Stack, results: dict) -> None:
         ("http", "1+2 direct vs gateway, CPU per call", lambda: scenarios.http_scenario(ctx)),
         ("sessions", "4 session creation", lambda: scenarios.sessions_scenario(ctx)),
         ("grpc", "5 gRPC invoke", lambda: scenarios.grpc_scenario(ctx)),
+        ("mcp", "8 MCP endpoint vs invoke, CPU per call", lambda: mcp_endpoint.cpu_scenario(ctx)),
+        ("streams", "9 10,000 idle MCP streams", lambda: mcp_endpoint.streams_scenario(ctx, streams=args.streams)),
         # Last: they restart the gateway with the burst knobs.
         ("slow", "3 1000 slow calls", lambda: scenarios.slow_scenario(ctx, calls=args.slow_calls, sleep_s=SLOW_SLEEP_S,
                                                                   overlay=burst_overlay(args.slow_calls, args.slow_env))),
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crowd-calls", type=int, default=CROWD_CALLS)
     parser.add_argument("--compare-ref", default="", metavar="REV",
                         help="also measure this git revision's gateway (e.g. 7ea0146, the threaded stage 1) in the same run")
+    parser.add_argument("--streams", type=int, default=mcp_endpoint.STREAMS, help="idle MCP streams held in scenario 9")
     parser.add_argument("--slow-env", action="append", default=[], metavar="NAME=VALUE",
                         help="replace the slow-call scenario's settings (repeatable; NAME= drops one)")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))

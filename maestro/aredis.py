@@ -51,11 +51,14 @@ def _client(*, retry: bool):
     by_url = _clients()
     found = by_url.get((settings.REDIS_URL, retry))
     if found is None:
-        found = by_url[(settings.REDIS_URL, retry)] = aioredis.Redis.from_url(
+        # Blocking: a burst of more requests than connections (10,000 MCP streams opening at
+        # once) waits up to a second for a free one instead of failing as "Redis unreachable".
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             max_connections=max(settings.MCP_GRPC_MAX_IN_FLIGHT, 256),
+            timeout=SOCKET_TIMEOUT_S,
             health_check_interval=0,
             # A pooled connection Redis closed (it restarted) is not noticed before use: the first
             # command on it fails. Once more on a new connection, at once, so a restart costs no
@@ -65,6 +68,7 @@ def _client(*, retry: bool):
             # No CLIENT SETINFO on every new connection: a round trip each, and nothing reads it.
             driver_info=None,
         )
+        found = by_url[(settings.REDIS_URL, retry)] = aioredis.Redis(connection_pool=pool)
     return found
 
 

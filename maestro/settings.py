@@ -166,6 +166,7 @@ MCP_UPSTREAM_ALLOW_PRIVATE = env_bool("MCP_UPSTREAM_ALLOW_PRIVATE", False)
 MCP_UPSTREAM_ALLOWED_CIDRS = env_cidrs("MCP_UPSTREAM_ALLOWED_CIDRS")
 MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
 MCP_MAX_JSON_DEPTH = env_int("MCP_MAX_JSON_DEPTH", 32, minimum=4, maximum=256)
+MCP_ENDPOINT_PAGE_SIZE = env_int("MCP_ENDPOINT_PAGE_SIZE", 100, minimum=1, maximum=1000)  # items per page of the MCP endpoint's lists
 
 POLICY_RECEIPT_SECRET = _secret("POLICY_RECEIPT_SECRET", required=False)
 POLICY_RECEIPT_KEY = POLICY_RECEIPT_SECRET or _derive(SESSION_SECRET, "maestro-mcp/policy-receipt/v1")

@@ -176,6 +176,7 @@ class Invocation(models.Model):
     both, so it copies what it needs."""
 
     STATUS_CHOICES = [("success", "success"), ("error", "error"), ("denied", "denied")]
+    KIND_CHOICES = [("tool", "tool"), ("resource", "resource"), ("prompt", "prompt")]
 
     id = models.UUIDField(primary_key=True, editable=False)
     run_id = models.CharField(max_length=128)
@@ -183,7 +184,8 @@ class Invocation(models.Model):
     session_id = models.CharField(max_length=64)
     server_id = models.CharField(max_length=64, blank=True)
     server_name = models.CharField(max_length=64, blank=True)
-    tool = models.CharField(max_length=128)
+    # The tool's name; for a resource read its URI, for a prompt its name (`kind` says which).
+    tool = models.CharField(max_length=2048)
     arguments_digest = models.CharField(max_length=64)
     result_digest = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=8, choices=STATUS_CHOICES)
@@ -192,6 +194,8 @@ class Invocation(models.Model):
     latency_us = models.BigIntegerField()
     receipt = models.TextField(blank=True)
     transport = models.CharField(max_length=8)
+    # tool | resource | prompt. db_default: rows written without it (older writers, COPY) are tools.
+    kind = models.CharField(max_length=8, choices=KIND_CHOICES, default="tool", db_default="tool")
     created_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)

@@ -9,7 +9,9 @@ OPA input document (POST {OPA_URL}/v1/data/{OPA_POLICY_PATH} with {"input": ...}
     {"subject": {"type": "session", "sid": ..., "run": ...},
      "run": ..., "session": {"sid": ..., "scopes": [...], "servers": [...]},
      "server": {"id": ..., "name": ..., "scopes": [...], "tags": [...]},
-     "tool": ..., "arguments_digest": "<sha256 of canonical JSON arguments>", "transport": "http"|"grpc"}
+     "tool": ..., "arguments_digest": "<sha256 of canonical JSON arguments>", "transport": "http"|"grpc"|"mcp",
+     "kind": "resource"|"prompt" (only for a resource read or a prompt get through the MCP endpoint;
+     "tool" is then the resource URI or the prompt name)}
 The result may be a boolean or {"allow": bool, "reason": str}; an undefined result denies.
 """
 
@@ -39,15 +41,29 @@ def builtin_check_scope(*, session_scopes: frozenset[str]) -> Decision | None:
     return None
 
 
-def builtin_check_server_and_tool(
-    *, session_scopes: frozenset[str], session_servers: tuple[str, ...], server_id: str, server_name: str,
-    server_scopes: list[str], tool_allow: list[str], tool_deny: list[str], tool: str,
+def builtin_check_server(
+    *, session_scopes: frozenset[str], session_servers: tuple[str, ...], server_id: str, server_name: str, server_scopes: list[str],
 ) -> Decision | None:
+    """The server-level rules: the session's server list and the server's required scopes. Reading
+    a resource or getting a prompt (the MCP endpoint) is checked by these; the tool globs below
+    are about tools only."""
     if session_servers and server_id not in session_servers:
         return _deny("server_not_allowed", f"session may not use server {server_name!r}")
     missing = [scope for scope in server_scopes if scope not in session_scopes]
     if missing:
         return _deny("server_scope_missing", f"server {server_name!r} requires scope {missing[0]!r}")
+    return None
+
+
+def builtin_check_server_and_tool(
+    *, session_scopes: frozenset[str], session_servers: tuple[str, ...], server_id: str, server_name: str,
+    server_scopes: list[str], tool_allow: list[str], tool_deny: list[str], tool: str,
+) -> Decision | None:
+    denial = builtin_check_server(
+        session_scopes=session_scopes, session_servers=session_servers, server_id=server_id, server_name=server_name, server_scopes=server_scopes,
+    )
+    if denial:
+        return denial
     refusal = tool_filter_refusal(tool=tool, tool_allow=tool_allow, tool_deny=tool_deny)
     if refusal == "tool_denied":
         return _deny(refusal, f"tool {tool!r} is denied on server {server_name!r}")

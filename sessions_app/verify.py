@@ -10,6 +10,7 @@ answers for this sid. Without persistence and without Redis, no token is accepte
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from django.conf import settings
@@ -53,12 +54,35 @@ async def session_authenticate(*, token: str | None, run_id: str) -> SessionClai
         return claims
 
 
+_checking: dict[str, asyncio.Task] = {}
+
+
 async def session_is_revoked(*, sid: str) -> bool:
     watch = revocation.watch()
     if watch is not None:
         known = watch.known(sid)
         if known is not None:
             return known
+    # Concurrent checks of one session share one look-up (10,000 MCP streams of one token opening
+    # at once cost one round trip, not 10,000): a check that joins one in flight gets the answer
+    # of a read at most one round trip old, as if it had arrived that much earlier. The look-up is
+    # a task of its own, so a caller that goes away does not take it from the others.
+    loop = asyncio.get_running_loop()
+    task = _checking.get(sid)
+    if task is None or task.get_loop() is not loop or task.done():
+        task = _checking[sid] = loop.create_task(_look_up(sid))
+        task.add_done_callback(functools.partial(_checked, sid))
+    return await asyncio.shield(task)
+
+
+def _checked(sid: str, task: asyncio.Task) -> None:
+    if _checking.get(sid) is task:
+        del _checking[sid]
+    if not task.cancelled():
+        task.exception()  # retrieved: no warning when every caller went away before it ended
+
+
+async def _look_up(sid: str) -> bool:
     store = get_store()
     try:
         revoked, sentinel = await _store_check(store, sid)

@@ -21,7 +21,7 @@ def _row(row: Invocation) -> dict:
         "id": str(row.id), "seq": row.seq, "session_id": row.session_id, "server_id": row.server_id, "server": row.server_name,
         "tool": row.tool, "status": row.status, "error_code": row.error_code, "is_error": row.is_error,
         "latency_ms": row.latency_us / 1000, "arguments_digest": row.arguments_digest, "result_digest": row.result_digest,
-        "receipt": row.receipt, "transport": row.transport, "created_at": row.created_at.isoformat(),
+        "receipt": row.receipt, "transport": row.transport, "kind": row.kind, "created_at": row.created_at.isoformat(),
         "prev_hash": row.prev_hash, "hash": row.hash,
     }
 

@@ -5,6 +5,7 @@ Answered here, without Django's request handling or middleware (DESIGN section 1
 - GET  /api/maestro/v1/runs/{runId}/mcp/tools   (session bearer token)
 - POST /api/maestro/v1/runs/{runId}/mcp/sessions with an X-API-Key (DRF keeps the browsable form
   and cookie logins)
+- POST/GET/DELETE /api/maestro/v1/runs/{runId}/mcp  (the gateway as an MCP server: mcp.mcpserver)
 Everything else (admin, the registry and session-management API, pages, health, metrics, CORS
 preflights, and any request for a Host not in ALLOWED_HOSTS) goes to Django's WSGI app, unchanged,
 on a bounded thread pool (a2wsgi). With MAESTRO_MCP_ENABLED=false no route is answered here, and
@@ -24,6 +25,8 @@ from opentelemetry.trace import SpanKind
 from maestro import errors, telemetry
 from mcp.dataplane.lifecycle import data_plane_start, data_plane_stop
 from mcp.dataplane.http import API_KEY_CHALLENGE, RECEIPT_HEADER, ClientGone, Request, Responder, parse_json_object
+from mcp.mcpserver.endpoint import McpEndpoint
+from mcp.mcpserver.streams import hub
 from mcp.services.invoke import tool_invoke, tools_for_session
 from sessions_app import scopes as S
 from sessions_app.api import session_created_json
@@ -34,7 +37,7 @@ from sessions_app.verify import bearer_token
 
 logger = logging.getLogger("maestro.dataplane")
 
-_RUN_ROUTE = re.compile(r"/api/maestro/v1/runs/([^/]+)/mcp/(invoke|tools|sessions)")
+_RUN_ROUTE = re.compile(r"/api/maestro/v1/runs/([^/]+)/mcp(?:/(invoke|tools|sessions))?")
 INVOKE_FIELDS = frozenset({"server", "tool", "arguments", "timeout_ms"})
 
 
@@ -44,6 +47,8 @@ class DataPlane:
         self.enabled = settings.MAESTRO_MCP_ENABLED
         self.respond = Responder()
         self._routes = {("POST", "invoke"): self.invoke, ("GET", "tools"): self.tools, ("POST", "sessions"): self.sessions}
+        # The gateway as an MCP server (mcp.mcpserver): every method but CORS preflights.
+        self.mcp = McpEndpoint(self.respond)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -57,7 +62,7 @@ class DataPlane:
         if not request.host_allowed() or (handler == self.sessions and "x-api-key" not in request.headers):
             await self._to_django(scope, receive, send)
             return
-        route = f"/api/maestro/v1/runs/{{run_id}}/mcp/{scope['maestro.route']}"
+        route = "/api/maestro/v1/runs/{run_id}/mcp" + (f"/{scope['maestro.route']}" if scope["maestro.route"] else "")
         with telemetry.span(
             "mcp/runs", kind=SpanKind.SERVER, traceparent=request.headers.get("traceparent"),
             **{"http.request.method": request.method, "http.route": route},
@@ -85,7 +90,10 @@ class DataPlane:
         match = _RUN_ROUTE.fullmatch(scope["path"])
         if match is None:
             return None
-        handler = self._routes.get((scope["method"], match.group(2)))
+        if match.group(2) is None:
+            handler = self.mcp if scope["method"] != "OPTIONS" else None
+        else:
+            handler = self._routes.get((scope["method"], match.group(2)))
         if handler is not None:
             scope["maestro.run_id"], scope["maestro.route"] = match.group(1), match.group(2)
         return handler
@@ -148,6 +156,8 @@ class DataPlane:
 
     async def startup(self) -> None:
         await data_plane_start(serve=self.enabled)
+        if self.enabled:
+            hub().start()  # one list-change subscription per worker (mcp.mcpserver.streams)
 
     async def shutdown(self) -> None:
         await data_plane_stop()

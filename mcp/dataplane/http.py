@@ -113,16 +113,50 @@ class Responder:
 
     async def json(self, send, request: Request, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body, allow_nan=False).encode()  # as Django's JsonResponse writes it
-        extra = [(name.encode(), value.encode("latin-1")) for name, value in (headers or {}).items()]
-        origin = request.headers.get("origin")
-        if origin is not None and origin in self.cors_origins:
-            extra += [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
+        extra = [(name.encode(), value.encode("latin-1")) for name, value in (headers or {}).items()] + self._cors(request)
         await send({
             "type": "http.response.start",
             "status": status,
             "headers": [*self.static_headers, (b"content-length", str(len(payload)).encode()), *extra],
         })
         await send({"type": "http.response.body", "body": payload})
+        self.log(request, status)
+
+    def _cors(self, request: Request) -> list[tuple[bytes, bytes]]:
+        origin = request.headers.get("origin")
+        if origin is not None and origin in self.cors_origins:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"origin")]
+        return []
+
+    async def stream_start(self, send, request: Request, headers: dict[str, str] | None = None) -> None:
+        """Start a `text/event-stream` answer (the MCP endpoint's SSE); the body follows in
+        `stream_write` calls and ends with `stream_end`, which logs the access line."""
+        extra = [(name.encode(), value.encode("latin-1")) for name, value in (headers or {}).items()]
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no"),
+                *self.static_headers[1:], *self._cors(request), *extra,
+            ],
+        })
+
+    @staticmethod
+    async def stream_write(send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def stream_end(self, send, request: Request) -> None:
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:
+            pass  # the client has gone: nothing left to end
+        self.log(request, 200)
+
+    async def empty(self, send, request: Request, status: int, headers: dict[str, str] | None = None) -> None:
+        """An answer without a body (202 Accepted, 204)."""
+        extra = [(name.encode(), value.encode("latin-1")) for name, value in (headers or {}).items()]
+        await send({"type": "http.response.start", "status": status, "headers": [*self.static_headers[1:], *self._cors(request), *extra]})
+        await send({"type": "http.response.body", "body": b""})
         self.log(request, status)
 
     async def error(self, send, request: Request, exc: errors.GatewayError, *, challenge: str = BEARER_CHALLENGE) -> None:

@@ -19,11 +19,13 @@ async def data_plane_start(*, serve: bool = True) -> None:
 
 async def data_plane_stop() -> None:
     from maestro import adb
+    from mcp.mcpserver import streams
     from mcp.services import evidence_writer, limits
     from mcp.upstream.client import get_client
     from sessions_app import revocation
 
     await revocation.watch_stop()
+    await streams.hub().stop()
     await limits.slots().drain()
     await evidence_writer.writer().drain()
     await get_client().close()

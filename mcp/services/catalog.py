@@ -46,6 +46,12 @@ def local_cache_clear() -> None:
     _version_seen[:] = [None, 0.0]
 
 
+def version_recheck() -> None:
+    """Read the registry version again on the next look-up (a list-change event arrived: the
+    write that caused it may be newer than the token this process last read)."""
+    _version_seen[1] = float("-inf")
+
+
 async def _single_flight(key: str, load: Callable[[], Awaitable[T]]) -> T:
     pending = _loading.get(key)
     if pending is not None and pending.get_loop() is asyncio.get_running_loop():

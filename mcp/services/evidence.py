@@ -3,6 +3,12 @@
 row.hash = SHA-256(prev_hash + "\n" + canonical JSON of the row's fields, seq included), so
 editing, deleting or reordering any row breaks verification from that row on.
 
+`kind` (tool | resource | prompt) came later, with the MCP endpoint. A row's kind is hashed only
+when it is not "tool", appended after the other values: every row written before the column
+existed is a tool and was hashed without it, so its stored hash still verifies, while a resource
+or prompt row's kind is covered (editing it, or turning a resource row into a tool row, changes
+the hash). The two shapes cannot be confused: the hashed list is one value longer.
+
 This module defines the rows and the chain (and verifies it); `mcp.services.evidence_writer`
 writes them.
 """
@@ -43,8 +49,10 @@ class EvidenceEntry:
     latency_us: int
     receipt: str
     transport: str
+    kind: str = "tool"  # tool | resource | prompt
 
 
+KIND_TOOL = "tool"
 HASHED_FIELDS = (
     "id", "run_id", "seq", "session_id", "server_id", "server_name", "tool", "arguments_digest", "result_digest",
     "status", "error_code", "is_error", "latency_us", "receipt", "transport", "created_at",
@@ -54,6 +62,9 @@ HASHED_FIELDS = (
 def row_hash(*, prev_hash: str, fields: dict) -> str:
     values = [fields[name].isoformat() if isinstance(fields[name], datetime) else fields[name] for name in HASHED_FIELDS]
     values[0] = str(values[0])
+    kind = fields.get("kind") or KIND_TOOL
+    if kind != KIND_TOOL:
+        values.append(kind)  # see the module docstring: old rows stay verifiable
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical_json(values)).hexdigest()
 
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from mcp.models import EvidenceChain, Invocation
 from mcp.services.evidence import GENESIS, HASHED_FIELDS, row_hash
 
-ROW_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
+ROW_FIELDS = (*HASHED_FIELDS, "kind", "prev_hash", "hash")
 CHUNK = 250
 MAX_NAMES = {"servers": 100, "tools": 300}
 PAGE_BUDGET_S = 0.03  # hashing one request may do (a chunk at least; 500 to 1,000 rows here) before it answers "pending"
@@ -284,7 +284,7 @@ def chain_check_shown(*, status: ChainStatus, rows: list, consecutive: bool) -> 
     found: tuple[int, str] | None = None
     ordered = sorted(rows, key=lambda row: get(row, "seq"))
     for row in ordered:
-        if row_hash(prev_hash=get(row, "prev_hash"), fields={name: get(row, name) for name in HASHED_FIELDS}) != get(row, "hash"):
+        if row_hash(prev_hash=get(row, "prev_hash"), fields={name: get(row, name) for name in (*HASHED_FIELDS, "kind")}) != get(row, "hash"):
             found = (get(row, "seq"), "row content does not match its hash")
             break
     if consecutive:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from mcp.services.evidence import KIND_TOOL
 from mcp.services.evidence_chain import ROW_FIELDS, ChainWalk, chain_rows
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -74,6 +75,8 @@ def _row(line: bytes, number: int) -> dict:
         raise FileError(f"line {number}: not JSON") from None
     if not isinstance(row, dict):
         raise FileError(f"line {number}: not a JSON object")
+    # Exports made before rows had a kind carry none: they are all tools.
+    row.setdefault("kind", KIND_TOOL)
     missing = [name for name in ROW_FIELDS if name not in row]
     if missing:
         raise FileError(f"line {number}: no {missing[0]!r} field")

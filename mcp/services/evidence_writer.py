@@ -43,14 +43,14 @@ from mcp.models import Invocation
 from mcp.services.evidence import GENESIS, HASHED_FIELDS, EvidenceEntry, EvidenceRow, row_hash
 
 logger = logging.getLogger("mcp.evidence")
-MAX_BATCH = 200  # rows per INSERT: 18 parameters each, well inside PostgreSQL's and SQLite's limits
+MAX_BATCH = 200  # rows per INSERT: 19 parameters each, well inside PostgreSQL's and SQLite's limits
 HEADS_MAX = 20_000
 # After a lost race, a run's rows are written under its lock for this long: while two processes
 # write one run, locking queues them where optimism would waste an INSERT in every other batch.
 CONTENDED_SECONDS = 10.0
 LOCKED_RACES = 20  # conflicts under the lock (with a writer not locking yet) before going row by row
 
-_ROWS = RowInserter(Invocation, (*HASHED_FIELDS, "prev_hash", "hash"))
+_ROWS = RowInserter(Invocation, (*HASHED_FIELDS, "kind", "prev_hash", "hash"))
 _TABLE = Invocation._meta.db_table
 
 

@@ -69,10 +69,13 @@ class UpstreamInvalidResult(errors.UpstreamFailed):
 class _Attempt:
     """What is known about one attempt so far; turned into its evidence row at the end."""
 
-    __slots__ = ("claims", "run_id", "server_id", "server_name", "tool", "arguments_digest", "receipt", "transport", "started")
+    __slots__ = ("claims", "run_id", "server_id", "server_name", "tool", "arguments_digest", "receipt", "transport", "started", "kind", "method")
 
-    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments_digest: str, transport: str):
+    def __init__(self, *, claims: SessionClaims, server_ref: str, tool: str, arguments_digest: str, transport: str,
+                 kind: str = "tool", method: str = "tools/call"):
         self.claims = claims
+        self.kind = kind
+        self.method = method
         self.run_id = claims.run_id
         self.server_id = ""
         self.server_name = server_ref[:64]
@@ -92,7 +95,7 @@ class _Attempt:
         return decision
 
     def policy_input(self) -> dict:
-        return {
+        found = {
             "subject": {"type": "session", "sid": self.claims.sid, "run": self.run_id},
             "run": self.run_id,
             "session": {"sid": self.claims.sid, "scopes": sorted(self.claims.scopes), "servers": list(self.claims.servers)},
@@ -101,6 +104,9 @@ class _Attempt:
             "arguments_digest": self.arguments_digest,
             "transport": self.transport,
         }
+        if self.kind != "tool":
+            found["kind"] = self.kind  # "tool" is then the resource's URI or the prompt's name
+        return found
 
     async def record(self, *, status: str, error_code: str = "", result_digest: str = "", is_error: bool = False):
         latency_us = int((time.perf_counter() - self.started) * 1_000_000)
@@ -109,12 +115,13 @@ class _Attempt:
                 run_id=self.run_id, session_id=self.claims.sid, server_id=self.server_id, server_name=self.server_name,
                 tool=self.tool, arguments_digest=self.arguments_digest, result_digest=result_digest, status=status,
                 error_code=error_code, is_error=is_error, latency_us=latency_us, receipt=self.receipt, transport=self.transport,
+                kind=self.kind,
             )
         )
         seconds = latency_us / 1_000_000
         metrics.record_invocation(status="success" if status == "success" else "error", server=self.server_name, seconds=seconds)
         metrics.record_server_operation(
-            method="tools/call", tool=self.tool, transport="tcp", seconds=seconds,
+            method=self.method, tool=self.tool if self.kind == "tool" else None, transport="tcp", seconds=seconds,
             error_type=error_code or ("tool_error" if is_error else None),
         )
         return row
@@ -229,13 +236,16 @@ async def tool_invoke(
     *, token: str | None, run_id: str, server: object, tool: object, arguments: object,
     timeout_ms: object = None, deadline_s: float | None = None, transport: str = "http",
     meta: dict | None = None, on_message: wire.OnMessage | None = None, traceparent: str | None = None,
+    claims: SessionClaims | None = None, extra_params: dict | None = None,
 ) -> InvocationResult:
     """Call `tool` on `server` for the session of `token`. `meta` goes to the upstream in
     `params._meta` (a progress token); `on_message` receives what the upstream streams before its
     answer (progress notifications), for doors that pass it on. `traceparent`: the caller's W3C
     trace context, when the door has one that is not already the current span's (gRPC metadata,
     MCP `params._meta`); the call is traced as a SERVER span `tools/call <tool>` (OpenTelemetry
-    MCP conventions) and the upstream request continues it."""
+    MCP conventions) and the upstream request continues it. A door that has just authenticated
+    the token for this run (the MCP endpoint) passes its `claims` instead, and the params of a
+    multi-round call (inputResponses, requestState) as `extra_params`."""
     tool_name = tool[:MAX_TOOL_NAME] if isinstance(tool, str) else None
     with telemetry.span(
         f"tools/call {tool_name}" if tool_name else "tools/call", kind=SpanKind.SERVER, traceparent=traceparent,
@@ -243,26 +253,28 @@ async def tool_invoke(
            "network.transport": "tcp", "maestro.run": run_id, "maestro.transport": transport,
            "maestro.server": server[:64] if isinstance(server, str) else None},
     ) as span:
-        outcome = await _invoke(
-            token=token, run_id=run_id, server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms,
-            deadline_s=deadline_s, transport=transport, meta=meta, on_message=on_message, span=span,
+        if claims is None or claims.run_id != run_id:
+            claims = await session_authenticate(token=token, run_id=run_id)
+        arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
+        attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
+        outcome = await _attempted(
+            attempt, span, longest_call_s=await _longest_call_s(timeout_ms, deadline_s),
+            call=lambda: _authorized_call(
+                attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
+                meta=meta, on_message=on_message, extra_params=extra_params,
+            ),
         )
         span.set_attribute("maestro.status", "success")
         return outcome
 
 
-async def _invoke(*, token, run_id, server, tool, arguments, timeout_ms, deadline_s, transport, meta, on_message, span) -> InvocationResult:
-    """tool_invoke inside its span: authenticate, check the request, then record every attempt."""
-    claims = await session_authenticate(token=token, run_id=run_id)
-    arguments, arguments_digest = _validate_request(server=server, tool=tool, arguments=arguments, timeout_ms=timeout_ms)
-    attempt = _Attempt(claims=claims, server_ref=server, tool=tool, arguments_digest=arguments_digest, transport=transport)
+async def _attempted(attempt: _Attempt, span, *, longest_call_s: float, call):
+    """`call()` under the in-flight gauge and the session's slot. A failure is recorded (denied or
+    error) and raised with the receipt of the decision made before it."""
     try:
-        with metrics.invocation_in_flight(transport=transport):
-            async with session_slot(sid=claims.sid, longest_call_s=await _longest_call_s(timeout_ms, deadline_s)):
-                return await _authorized_call(
-                    attempt, server_ref=server, arguments=arguments, timeout_ms=timeout_ms, deadline_s=deadline_s,
-                    meta=meta, on_message=on_message,
-                )
+        with metrics.invocation_in_flight(transport=attempt.transport):
+            async with session_slot(sid=attempt.claims.sid, longest_call_s=longest_call_s):
+                return await call()
     except errors.GatewayError as exc:
         denied = isinstance(exc, errors.Forbidden) or isinstance(exc, policy.PolicyUnavailable)
         span.set_attribute("maestro.status", "denied" if denied else "error")
@@ -275,20 +287,35 @@ async def _invoke(*, token, run_id, server, tool, arguments, timeout_ms, deadlin
         raise
 
 
-async def _authorized_call(
-    attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms, deadline_s: float | None,
-    meta: dict | None, on_message,
-) -> InvocationResult:
-    claims = attempt.claims
-    denial = policy.builtin_check_scope(session_scopes=claims.scopes)
+async def _usable_server(attempt: _Attempt, server_ref: str):
+    """Checks 5 and 6: the session may invoke at all, the server exists and is enabled."""
+    denial = policy.builtin_check_scope(session_scopes=attempt.claims.scopes)
     if denial:
         raise _denied(attempt.decide(denial), attempt.receipt)
-
     snapshot, spec = await catalog.server_resolve(ref=server_ref)
     attempt.server_id, attempt.server_name = snapshot.id, snapshot.name
     if not snapshot.enabled:
         raise errors.Unavailable(f"server {snapshot.name!r} is disabled", code="server_disabled")
+    return snapshot, spec
 
+
+async def _final_decision(attempt: _Attempt) -> None:
+    """Check 13: OPA when configured, else the builtin allow; a deny raises with its receipt."""
+    try:
+        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
+    except policy.PolicyUnavailable as exc:
+        attempt.decide(exc.decision)
+        raise
+    if not decision.allow:
+        raise _denied(decision, attempt.receipt)
+
+
+async def _authorized_call(
+    attempt: _Attempt, *, server_ref: str, arguments: dict, timeout_ms, deadline_s: float | None,
+    meta: dict | None, on_message, extra_params: dict | None = None,
+) -> InvocationResult:
+    claims = attempt.claims
+    snapshot, spec = await _usable_server(attempt, server_ref)
     denial = policy.builtin_check_server_and_tool(
         session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
         server_scopes=list(snapshot.scopes), tool_allow=list(snapshot.tool_allow), tool_deny=list(snapshot.tool_deny), tool=attempt.tool,
@@ -299,20 +326,13 @@ async def _authorized_call(
     tool_def = await _find_tool(server=snapshot, spec=spec, tool=attempt.tool)
     _validate_arguments(server_id=snapshot.id, tool=tool_def, arguments=arguments)
     timeout_s = _timeout_seconds(spec=spec, timeout_ms=timeout_ms, deadline_s=deadline_s)
-
-    try:
-        decision = attempt.decide(await policy.policy_final_decide(policy_input=attempt.policy_input()))
-    except policy.PolicyUnavailable as exc:
-        attempt.decide(exc.decision)
-        raise
-    if not decision.allow:
-        raise _denied(decision, attempt.receipt)
+    await _final_decision(attempt)
 
     started = time.perf_counter()
     try:
         result = await get_client().call_tool(
             server=spec, name=attempt.tool, arguments=arguments, session_key=claims.sid, timeout_s=timeout_s,
-            meta=meta, on_message=on_message,
+            meta=meta, on_message=on_message, extra_params=extra_params,
         )
     except errors.GatewayError as exc:
         metrics.record_client_operation(method="tools/call", tool=attempt.tool, error_type=exc.code, transport="tcp", seconds=time.perf_counter() - started)
@@ -351,3 +371,73 @@ async def tools_for_session(*, token: str | None, run_id: str) -> list[dict]:
         except errors.GatewayError:
             continue  # an unreachable server has no callable tools right now
     return tools_callable(scopes=claims.scopes, servers=claims.servers, server_tools=server_tools)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    server: str
+    server_id: str
+    result: dict
+    evidence_seq: int
+    evidence_hash: str
+    receipt: str
+
+
+async def upstream_read(
+    *, claims: SessionClaims, server: str, kind: str, name: str, method: str, params: dict, transport: str = "mcp",
+    meta: dict | None = None, on_message: wire.OnMessage | None = None,
+) -> ReadResult:
+    """A resource read (`kind` "resource", `name` the upstream URI, `method` resources/read) or a
+    prompt get ("prompt", the prompt's name, prompts/get) on `server`, for an authenticated
+    session: checked like a tool call (mcp:invoke, the session's servers, the server's scopes, OPA;
+    the tool globs are about tools), answered with a receipt and recorded as evidence of its kind.
+    `params` go upstream as they are (the upstream name in place), with `meta` as `_meta`."""
+    with telemetry.span(
+        f"{method} {name[:MAX_TOOL_NAME]}", kind=SpanKind.SERVER,
+        **{"mcp.method.name": method, "network.transport": "tcp", "maestro.run": claims.run_id,
+           "maestro.transport": transport, "maestro.server": server[:64]},
+    ) as span:
+        try:
+            arguments_digest = digest(params)
+        except (ValueError, RecursionError):
+            raise errors.InvalidInput("params: numbers must be finite and text must be valid Unicode", code="invalid_arguments") from None
+        attempt = _Attempt(claims=claims, server_ref=server, tool=name, arguments_digest=arguments_digest, transport=transport, kind=kind, method=method)
+        outcome = await _attempted(
+            attempt, span, longest_call_s=await _longest_call_s(None, None),
+            call=lambda: _authorized_read(attempt, server_ref=server, params=params, meta=meta, on_message=on_message),
+        )
+        span.set_attribute("maestro.status", "success")
+        return outcome
+
+
+async def _authorized_read(attempt: _Attempt, *, server_ref: str, params: dict, meta: dict | None, on_message) -> ReadResult:
+    claims = attempt.claims
+    snapshot, spec = await _usable_server(attempt, server_ref)
+    denial = policy.builtin_check_server(
+        session_scopes=claims.scopes, session_servers=claims.servers, server_id=snapshot.id, server_name=snapshot.name,
+        server_scopes=list(snapshot.scopes),
+    )
+    if denial:
+        raise _denied(attempt.decide(denial), attempt.receipt)
+    await _final_decision(attempt)
+    sent = dict(params)
+    if meta:
+        sent["_meta"] = dict(meta)
+    started = time.perf_counter()
+    try:
+        result = await get_client().request(
+            server=spec, method=attempt.method, params=sent, session_key=claims.sid, timeout_s=spec.timeout_ms / 1000,
+            name=attempt.tool, on_message=on_message,
+        )
+    except errors.GatewayError as exc:
+        metrics.record_client_operation(method=attempt.method, tool=None, error_type=exc.code, transport="tcp", seconds=time.perf_counter() - started)
+        raise
+    metrics.record_client_operation(method=attempt.method, tool=None, error_type=None, transport="tcp", seconds=time.perf_counter() - started)
+    try:
+        result_digest = digest(result)
+    except (ValueError, RecursionError):
+        raise UpstreamInvalidResult(f"MCP server {snapshot.name!r} returned a result with values that have no JSON form") from None
+    row = await attempt.record(status="success", result_digest=result_digest)
+    return ReadResult(
+        server=snapshot.name, server_id=snapshot.id, result=result, evidence_seq=row.seq, evidence_hash=row.hash, receipt=attempt.receipt,
+    )

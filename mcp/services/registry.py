@@ -21,6 +21,7 @@ from maestro.errors import Conflict, GatewayError, InvalidInput, NotFound
 from mcp.models import McpServer
 from mcp.policy import tool_filter_refusal
 from mcp.secrets import decrypt_headers, encrypt_headers
+from mcp.services.changes import list_changed_publish
 from mcp.upstream.client import ServerSpec, sync_call
 from mcp.upstream.destinations import DestinationRefused, destination_check_url
 from mcp.upstream.errors import UNREACHABLE_CODES
@@ -148,13 +149,16 @@ def registry_changed(*, server_id) -> None:
     local_cache_clear()
     cache.delete(tools_key(server_id))
     cache.set(VERSION_KEY, uuid.uuid4().hex, None)
+    # Clients of the MCP endpoint with an open stream hear that their lists may have changed.
+    list_changed_publish(server_id=server_id)
 
 
 def local_cache_clear() -> None:
     """Forget this process's resolved servers (tests call it between cases, too)."""
-    from mcp.services import catalog
+    from mcp.services import catalog, listing
 
     catalog.local_cache_clear()
+    listing.local_cache_clear()
 
 
 def _apply(server: McpServer, data: dict) -> None:
@@ -249,9 +253,13 @@ def tools_fresh(fetched_at) -> bool:
 
 
 def server_tools_store(*, server_id, tools: list[dict]):
-    """Store a freshly discovered tool list on the server; returns when it was fetched."""
+    """Store a freshly discovered tool list on the server; returns when it was fetched. A list that
+    differs from the stored one is announced (an upstream changed its tools)."""
     fetched_at = timezone.now()
+    before = McpServer.objects.filter(pk=server_id).values_list("tools_cache", flat=True).first()
     McpServer.objects.filter(pk=server_id).update(tools_cache=tools, tools_fetched_at=fetched_at)
+    if before is not None and before != tools:
+        list_changed_publish(server_id=server_id, lists=("tools",))
     return fetched_at
 
 

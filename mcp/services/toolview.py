@@ -15,12 +15,14 @@ from typing import Any
 from mcp import policy
 
 
-def tools_callable(*, scopes: frozenset[str], servers: tuple[str, ...], server_tools: Iterable[tuple[Any, list[dict]]]) -> list[dict]:
-    """The tools of `server_tools` a session with `scopes` and `servers` (server ids; empty means
-    any) would be allowed to invoke: enabled servers only, each tool through
-    `policy.builtin_check_server_and_tool`, in the order given. Each entry is
-    `{"server", "server_id", "name", "description", "inputSchema"}`."""
-    callable_tools = []
+def tool_definitions_callable(
+    *, scopes: frozenset[str], servers: tuple[str, ...], server_tools: Iterable[tuple[Any, list[dict]]],
+) -> list[tuple[Any, dict]]:
+    """(server, the tool's definition as the server listed it) for every tool of `server_tools` a
+    session with `scopes` and `servers` (server ids; empty means any) would be allowed to invoke:
+    enabled servers only, each tool through `policy.builtin_check_server_and_tool`, in the order
+    given. The MCP endpoint lists these definitions whole."""
+    found = []
     for server, tools in server_tools:
         if not server.enabled:
             continue  # the invoke path refuses a disabled server (503 server_disabled)
@@ -34,8 +36,17 @@ def tools_callable(*, scopes: frozenset[str], servers: tuple[str, ...], server_t
                 server_scopes=list(server.scopes), tool_allow=list(server.tool_allow), tool_deny=list(server.tool_deny), tool=name,
             )
             if denial is None:
-                callable_tools.append({
-                    "server": server.name, "server_id": server_id, "name": name,
-                    "description": tool.get("description", ""), "inputSchema": tool.get("inputSchema", {}),
-                })
-    return callable_tools
+                found.append((server, tool))
+    return found
+
+
+def tools_callable(*, scopes: frozenset[str], servers: tuple[str, ...], server_tools: Iterable[tuple[Any, list[dict]]]) -> list[dict]:
+    """The tools of `tool_definitions_callable`, each as
+    `{"server", "server_id", "name", "description", "inputSchema"}`."""
+    return [
+        {
+            "server": server.name, "server_id": str(server.id), "name": tool["name"],
+            "description": tool.get("description", ""), "inputSchema": tool.get("inputSchema", {}),
+        }
+        for server, tool in tool_definitions_callable(scopes=scopes, servers=servers, server_tools=server_tools)
+    ]

@@ -99,13 +99,14 @@ class UpstreamClient:
 
     async def call_tool(
         self, *, server: ServerSpec, name: str, arguments: dict, session_key: str | None, timeout_s: float,
-        meta: dict | None = None, on_message: wire.OnMessage | None = None,
+        meta: dict | None = None, on_message: wire.OnMessage | None = None, extra_params: dict | None = None,
     ) -> dict:
         """The CallToolResult as the upstream returned it; `isError: true` is a result, not an error.
         `meta` goes into `params._meta` (a progress token, a traceparent); `on_message` receives
-        the upstream's notifications (progress) streamed before the answer."""
+        the upstream's notifications (progress) streamed before the answer; `extra_params` are
+        further params (an MRTR retry's inputResponses and requestState)."""
         deadline = time.monotonic() + timeout_s
-        params = {"name": name, "arguments": arguments}
+        params = {**(extra_params or {}), "name": name, "arguments": arguments}
         if meta:
             params["_meta"] = dict(meta)
 

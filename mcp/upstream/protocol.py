@@ -57,10 +57,13 @@ def encode_header_value(value: str) -> str:
 
 
 def modern_meta(params: dict | None) -> dict:
-    """The per-request envelope every 2026-07-28 request carries in `params._meta`."""
+    """The per-request envelope every 2026-07-28 request carries in `params._meta`. Client
+    capabilities already in `_meta` are kept: the MCP endpoint passes on those of the client it
+    relays for (so an upstream may ask that client for input, MRTR); otherwise the gateway's own."""
     params = dict(params or {})
     meta = dict(params.get("_meta") or {})
-    meta.update({META_PROTOCOL_VERSION: MODERN_VERSION, META_CLIENT_CAPABILITIES: CLIENT_CAPABILITIES, META_CLIENT_INFO: CLIENT_INFO})
+    meta.setdefault(META_CLIENT_CAPABILITIES, CLIENT_CAPABILITIES)
+    meta.update({META_PROTOCOL_VERSION: MODERN_VERSION, META_CLIENT_INFO: CLIENT_INFO})
     params["_meta"] = meta
     return params
 

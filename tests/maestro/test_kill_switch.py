@@ -33,6 +33,8 @@ DATA_PLANE = [
     ("POST", "/api/maestro/v1/runs/run-1/mcp/invoke", {"server": "s", "tool": "t"}),
     ("GET", "/api/maestro/v1/runs/run-1/mcp/tools", None),
     ("POST", "/api/maestro/v1/runs/run-1/mcp/sessions", {"scopes": ["mcp:invoke"]}),
+    ("POST", "/api/maestro/v1/runs/run-1/mcp", {"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+    ("GET", "/api/maestro/v1/runs/run-1/mcp", None),
 ]
 
 

@@ -12,7 +12,8 @@ from django.db import connection
 
 from mcp.services.evidence import GENESIS, HASHED_FIELDS, row_hash
 
-COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
+COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")  # as rows were written before they had a kind
+KIND_COLUMNS = (*HASHED_FIELDS, "kind", "prev_hash", "hash")
 
 
 def default_row(seq: int) -> dict:
@@ -41,11 +42,13 @@ def chain_rows(run_id: str, count: int, *, start: datetime | None = None, first_
         yield fields
 
 
-def write_chain(run_id: str, count: int, **options) -> str:
-    """Write `count` chained rows for `run_id` with PostgreSQL COPY; returns the last one's hash."""
+def write_chain(run_id: str, count: int, *, with_kind: bool = False, **options) -> str:
+    """Write `count` chained rows for `run_id` with PostgreSQL COPY; returns the last one's hash.
+    Without `with_kind` the kind column is left out, as every row was written before it existed."""
     head = options.get("prev_hash", GENESIS)
-    with connection.cursor() as cursor, cursor.copy(f"COPY mcp_invocations ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    columns = KIND_COLUMNS if with_kind else COLUMNS
+    with connection.cursor() as cursor, cursor.copy(f"COPY mcp_invocations ({', '.join(columns)}) FROM STDIN") as copy:
         for row in chain_rows(run_id, count, **options):
-            copy.write_row([row[name] for name in COLUMNS])
+            copy.write_row([row.get(name, "tool") if name == "kind" else row[name] for name in columns])
             head = row["hash"]
     return head

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import subprocess
@@ -130,6 +131,27 @@ def test_verification_is_one_redis_command_and_no_query(persist, django_assert_n
     before = redis_commands()
     with django_assert_num_queries(0):
         authenticate(token=token, run_id=RUN)
+    assert redis_commands() - before - idle == 1
+
+
+@needs_redis
+def test_concurrent_checks_of_one_session_share_one_redis_command(persist):
+    # Given a session whose token arrives 200 times at once (an MCP client's streams opening)
+    _, token = new_session()
+    authenticate(token=token, run_id=RUN)
+    bridge.run(revocation.reseeds_settled())
+    baseline = redis_commands()
+    idle = redis_commands() - baseline
+
+    async def burst():
+        from sessions_app.verify import session_authenticate
+
+        return await asyncio.gather(*(session_authenticate(token=token, run_id=RUN) for _ in range(200)))
+
+    before = redis_commands()
+    claims = bridge.run(burst())
+    # Then every check is answered, by one look-up
+    assert len(claims) == 200 and all(c.run_id == RUN for c in claims)
     assert redis_commands() - before - idle == 1
 
 

@@ -63,8 +63,14 @@ def text(value: str, *, is_error: bool = False, structured: dict | None = None) 
     return types.CallToolResult(content=[types.TextContent(text=value)], is_error=is_error, structured_content=structured)
 
 
-def make_server(name: str, page_size: int, extra: int) -> Server:
+RESOURCES = {"memo://readme": "Read me first.", "memo://notes/today": "Nothing planned."}
+
+
+def make_server(name: str, page_size: int, extra: int, growable: bool = False) -> Server:
     tools = build_tools(extra)
+    if growable:
+        # `grow` adds a tool to the list: an upstream whose tool list changes while it runs.
+        tools.append(types.Tool(name="grow", description="Add a tool to this server's list.", input_schema={"type": "object", "properties": {}}))
 
     async def list_tools(ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         start = int(params.cursor) if params is not None and params.cursor else 0
@@ -98,11 +104,41 @@ def make_server(name: str, page_size: int, extra: int) -> Server:
             return text("done")
         if params.name == "region":
             return text(str(args.get("region")))
-        if params.name.startswith("extra_"):
+        if params.name.startswith("extra_") or params.name.startswith("grown_"):
             return text(params.name)
+        if params.name == "grow":
+            added = f"grown_{len(tools):02d}"
+            tools.append(types.Tool(name=added, description="A tool added while the server ran.", input_schema={"type": "object", "properties": {}}))
+            # Said on this request's stream (an SSE server), where a client relaying the call hears it
+            await ctx.session.send_notification(types.ToolListChangedNotification(), related_request_id=ctx.request_id)
+            return text(added)
         raise MCPError(-32602, f"unknown tool {params.name}")
 
-    return Server(name, version="9.9.9", on_list_tools=list_tools, on_call_tool=call_tool)
+    async def list_resources(ctx, params) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=[types.Resource(uri=uri, name=uri.rsplit("/", 1)[1], mime_type="text/plain") for uri in RESOURCES])
+
+    async def list_templates(ctx, params) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(uri_template="memo://notes/{day}", name="notes")])
+
+    async def read_resource(ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        if params.uri not in RESOURCES:
+            raise MCPError(-32602, f"unknown resource {params.uri}")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(uri=params.uri, text=RESOURCES[params.uri], mime_type="text/plain")])
+
+    async def list_prompts(ctx, params) -> types.ListPromptsResult:
+        argument = types.PromptArgument(name="who", description="Whom to greet.", required=True)
+        return types.ListPromptsResult(prompts=[types.Prompt(name="greet", description="A greeting.", arguments=[argument])])
+
+    async def get_prompt(ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        if params.name != "greet":
+            raise MCPError(-32602, f"unknown prompt {params.name}")
+        who = (params.arguments or {}).get("who", "nobody")
+        return types.GetPromptResult(messages=[types.PromptMessage(role="user", content=types.TextContent(text=f"Hello, {who}!"))])
+
+    return Server(
+        name, version="9.9.9", on_list_tools=list_tools, on_call_tool=call_tool, on_list_resources=list_resources,
+        on_list_resource_templates=list_templates, on_read_resource=read_resource, on_list_prompts=list_prompts, on_get_prompt=get_prompt,
+    )
 
 
 class Wrapper:
@@ -184,9 +220,10 @@ def main() -> None:
     parser.add_argument("--extra-tools", type=int, default=0)
     parser.add_argument("--name", default="sdk-test-server")
     parser.add_argument("--backlog", type=int, default=2048, help="listen backlog (bench: thousands of connections at once)")
+    parser.add_argument("--growable", action="store_true", help="add the `grow` tool, which adds a tool to the list")
     args = parser.parse_args()
 
-    server = make_server(args.name, args.page_size, args.extra_tools)
+    server = make_server(args.name, args.page_size, args.extra_tools, args.growable)
     app = server.streamable_http_app(stateless_http=args.mode == "stateless", json_response=args.response == "json")
     wrapped = Wrapper(app, family=args.family, legacy_reject=args.legacy_reject, legacy_version=args.legacy_version)
 
