@@ -28,6 +28,8 @@ class CacheUnavailable(Exception):
 
 
 _clients = per_loop(dict)
+REVOCATION_WATCH_NAME = "maestro-revocation-watch"
+LIST_CHANGES_NAME = "maestro-list-changes"
 
 
 def client():
@@ -38,7 +40,8 @@ def client():
 def subscriber():
     """A client for subscriptions (the revocation watch): one whose connection drops with an
     error, never reconnects and re-subscribes behind its user's back, because messages published
-    in between would be lost without the user knowing it must read everything again."""
+    in between would be lost without the user knowing it must read everything again. Its
+    connections are named (CLIENT LIST shows which gateway connections follow revocations)."""
     return _client(retry=False)
 
 
@@ -60,6 +63,7 @@ def _client(*, retry: bool):
             max_connections=max(settings.MCP_GRPC_MAX_IN_FLIGHT, 256),
             timeout=SOCKET_TIMEOUT_S,
             health_check_interval=0,
+            client_name=None if retry else REVOCATION_WATCH_NAME,
             # A pooled connection Redis closed (it restarted) is not noticed before use: the first
             # command on it fails. Once more on a new connection, at once, so a restart costs no
             # call. (A command that reached Redis before its connection broke may then run twice:

@@ -95,6 +95,7 @@ class Hub:
 
             self._redis = aioredis.Redis.from_url(
                 settings.REDIS_URL, socket_connect_timeout=aredis.SOCKET_TIMEOUT_S, health_check_interval=10, driver_info=None,
+                client_name=aredis.LIST_CHANGES_NAME,
             )
         return self._redis
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
+from maestro.aredis import REVOCATION_WATCH_NAME
 from mcp.services.evidence_file import evidence_file_verify
 from tests.support.processes import WebServer, project_env, run_manage
 from tests.support.services import PostgresServer, RedisServer
@@ -37,7 +38,7 @@ class Stack:
     def following(self) -> int:
         """Gateway workers whose revocation watch is subscribed and past its resync (pinging)."""
         clients = redis.Redis.from_url(self.redis.url, socket_timeout=2).client_list(_type="pubsub")
-        return sum(1 for client in clients if client.get("cmd") == "ping")
+        return sum(1 for client in clients if client.get("name") == REVOCATION_WATCH_NAME and client.get("cmd") == "ping")
 
     def all_following(self) -> bool:
         return self.following() == self.workers
