@@ -56,7 +56,9 @@ def _raise_fd_limit() -> int:
 
 
 def burst_overlay(calls: int, overrides: list[str]) -> dict[str, str]:
-    overlay = {"MCP_GRPC_MAX_IN_FLIGHT": str(calls + 100), "MCP_UPSTREAM_MAX_CONNECTIONS": str(calls + 100)}
+    # Room for every call at once plus the harness's own; the pool is per worker process, so the
+    # setting's ceiling (10,000) still holds 10,000 calls spread over the web door's workers.
+    overlay = {"MCP_GRPC_MAX_IN_FLIGHT": str(calls + 100), "MCP_UPSTREAM_MAX_CONNECTIONS": str(min(calls + 100, 10_000))}
     for item in overrides:
         name, _, value = item.partition("=")
         if value:

@@ -176,3 +176,30 @@ def test_concurrent_calls_are_written_together_in_one_insert():
     assert sorted(row.seq for row in rows[1:]) == sorted(list(range(1, 11)) + list(range(1, 10)))
     for run_id, length in (("run-group", 1), ("run-group-0", 9), ("run-group-1", 10)):
         assert evidence_verify(run_id=run_id)["chain"] == "valid" and evidence_verify(run_id=run_id)["length"] == length
+
+
+def _rows_read(plan: dict) -> float:
+    """Rows a plan node and its children took from a table or index (kept or filtered out)."""
+    loops = plan.get("Actual Loops", 1)
+    own = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops if "Relation Name" in plan or "Index Name" in plan else 0
+    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
+
+
+@pytest.mark.django_db
+def test_reading_chain_heads_costs_one_index_step_per_run_however_long_the_run():
+    from mcp.services.evidence_writer import _heads_query
+    from tests.mcp.evidence_rows import write_chain
+
+    # Given a long run, a short one, and a run with no rows yet
+    long_head = write_chain("heads-long", 3000)
+    short_head = write_chain("heads-short", 2)
+    sql, params = _heads_query(["heads-long", "heads-short", "heads-none"])
+    with connection.cursor() as cursor:
+        # When the writer reads their heads (as it does before every locked batch)
+        cursor.execute(sql, params)
+        heads = sorted(cursor.fetchall())
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    # Then each run's last row comes back, and the database read about one row per run, not the run
+    assert heads == [("heads-long", 3000, long_head), ("heads-short", 2, short_head)]
+    assert _rows_read(plan) <= 3, plan
