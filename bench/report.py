@@ -141,8 +141,13 @@ def render(results: dict) -> str:
     if crowd:
         c = crowd["http"]
         peak = c["gateway_peak"]
-        lines.append(f"6. {crowd['calls']} concurrent calls to `sleep` ({crowd['sleep_s']} s), one connection each, held open through the HTTP door")
-        lines.append(f"   ok {c['ok']}/{c['total']}, p50 {c['p50_ms'] / 1000:.2f} s, p99 {c['p99_ms'] / 1000:.2f} s, max {c['max_ms'] / 1000:.2f} s;"
+        lines.append(f"6. {crowd['calls']} concurrent calls to `sleep` ({crowd['sleep_s']} s), one connection each, held open through the HTTP door"
+                     f" (server timeout_ms {crowd.get('server_timeout_ms', 10000)})")
+        d = crowd.get("direct")
+        if d:
+            lines.append(f"   up:   ok {d['ok']}/{d['total']}, p50 {d['p50_ms'] / 1000:.2f} s, p99 {d['p99_ms'] / 1000:.2f} s, max {d['max_ms'] / 1000:.2f} s"
+                         " (straight to the upstream, for reference)")
+        lines.append(f"   http: ok {c['ok']}/{c['total']}, p50 {c['p50_ms'] / 1000:.2f} s, p99 {c['p99_ms'] / 1000:.2f} s, max {c['max_ms'] / 1000:.2f} s;"
                      f" peak web door RSS {peak['rss_mb']:.0f} MB (PSS {peak['pss_mb']:.0f}), {peak['processes']} processes, {peak['threads']} threads;"
                      f" peak PG processes {c['postgres_peak_processes']}")
         bad = {k: v for k, v in c["codes"].items() if k not in ("200", "OK")}

@@ -247,6 +247,12 @@ class Stack:
         if answer.status_code != 201:
             raise RuntimeError(f"registering the upstream: {answer.status_code} {answer.text[:500]}")
 
+    def set_server_timeout(self, timeout_ms: int) -> None:
+        answer = httpx.patch(self.url(f"{API}/mcp/servers/{self.server_name}"), headers={"X-API-Key": self.api_key},
+                             json={"timeout_ms": timeout_ms}, timeout=30)
+        if answer.status_code != 200:
+            raise RuntimeError(f"setting the upstream's timeout: {answer.status_code} {answer.text[:500]}")
+
     def open_session(self, run_id: str) -> str:
         answer = httpx.post(self.url(f"{API}/runs/{run_id}/mcp/sessions"), headers={"X-API-Key": self.api_key},
                             json=self.session_body(), timeout=30)
