@@ -27,6 +27,15 @@ class RowInserter:
             head = self._heads[connection.vendor] = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES "
         return head + ", ".join([self._one] * count)
 
+    def _unnest_sql(self) -> str:
+        head = self._heads.get("postgresql-unnest")
+        if head is None:
+            quote = connection.ops.quote_name
+            columns = ", ".join(quote(field.column) for field in self.fields)
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in self.fields)
+            head = self._heads["postgresql-unnest"] = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
+        return head
+
     def params(self, rows: list[dict]) -> list:
         return [field.get_db_prep_save(row[field.name], connection) for row in rows for field in self.fields]
 
@@ -42,6 +51,12 @@ class RowInserter:
             return self.sql(len(rows)), self.params(rows)
         if self._json is None:
             self._json = tuple(isinstance(field, models.JSONField) for field in self.fields)
+        if len(rows) > 1 and not any(self._json):
+            # One array per column: the same statement text and parameter count whatever the
+            # number of rows, so psycopg converts it once and caches it. VALUES (...), (...) has
+            # 19 parameters a row and psycopg caches no statement past 50: each batch was parsed
+            # again, about 3 ms of CPU for 16 rows.
+            return self._unnest_sql(), [[row[field.name] for row in rows] for field in self.fields]
         if any(self._json):
             from psycopg.types.json import Jsonb
 
