@@ -36,9 +36,11 @@ system-deps:
 test: $(VENV)/.dev system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# `make bench BENCH_ARGS="--compare-ref 7ea0146"` also measures the threaded stage 1 (README).
+BENCH_ARGS ?=
 bench: $(VENV)/.dev
 	./scripts/ensure-system-deps.sh --bench
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 # Ten minutes of mixed traffic with faults injected (README: "Soak"); `make soak SOAK_MINUTES=1`.
 SOAK_MINUTES ?= 10

@@ -177,7 +177,7 @@ def render(results: dict) -> str:
         lines.append("")
     mcp = results.get("mcp")
     if mcp:
-        lines.append(f"6. tools/call echo: the MCP endpoint vs POST .../mcp/invoke, wrk c{mcp['concurrency']} each (one-server session)")
+        lines.append(f"8. tools/call echo: the MCP endpoint vs POST .../mcp/invoke, wrk c{mcp['concurrency']} each (one-server session)")
         lines.append("   door              |  req/s   p50 ms   p99 ms  err | gateway web CPU ms/call  ratio")
         labels = {"invoke": "invoke (HTTP)", "mcp_2026": "MCP 2026-07-28", "mcp_2025": "MCP 2025-11-25"}
         for name, p in mcp["points"].items():
@@ -186,7 +186,7 @@ def render(results: dict) -> str:
         lines.append("")
     streams = results.get("streams")
     if streams:
-        lines.append(f"7. {streams['streams']:,} idle MCP streams (subscriptions/listen, 2026-07-28) held {streams['held_s']:.0f} s by wrk")
+        lines.append(f"9. {streams['streams']:,} idle MCP streams (subscriptions/listen, 2026-07-28) held {streams['held_s']:.0f} s by wrk")
         lines.append(f"   established at peak {streams['peak_established']:,}; web door memory idle {streams['idle']['rss_mb']:.0f} MB RSS "
                      f"({streams['idle']['pss_mb']:.0f} PSS) -> peak {streams['peak']['rss_mb']:.0f} MB RSS ({streams['peak']['pss_mb']:.0f} PSS), "
                      f"+{streams['added_rss_mb']:.0f} MB; wrk socket errors {streams['wrk']['socket_errors']}")
