@@ -97,3 +97,15 @@ def submit(coro: Awaitable[object]) -> None:
     """Start `coro` on the data plane's loop without waiting for it (best-effort background work,
     such as closing upstream sessions); its failure is logged by the loop's exception handler."""
     asyncio.run_coroutine_threadsafe(coro, target_loop())  # type: ignore[arg-type]
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Stop a background task of the loop and wait until it has stopped, whatever it raised: the
+    caller (a stop or a shutdown) only needs it gone."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass

@@ -27,7 +27,7 @@ import time
 
 from django.conf import settings
 
-from maestro import adb, aredis
+from maestro import adb, aredis, bridge
 from sessions_app.store import RedisStore, get_store
 
 logger = logging.getLogger("maestro.sessions")
@@ -62,13 +62,8 @@ class RevocationWatch:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="maestro-revocation-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await bridge.cancel_and_wait(self._task)
+        self._task = None
         self._synced = False
 
     async def _run(self) -> None:

@@ -18,7 +18,7 @@ import time
 
 from django.conf import settings
 
-from maestro import aredis
+from maestro import aredis, bridge
 from maestro.bridge import per_loop
 from mcp.mcpserver import sessions
 from mcp.services import catalog, changes
@@ -151,13 +151,8 @@ class Hub:
 
     async def stop(self) -> None:
         changes.listener_remove(self._from_any_thread)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await bridge.cancel_and_wait(self._task)
+        self._task = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
