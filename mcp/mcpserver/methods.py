@@ -77,6 +77,13 @@ class Call:
             kept[R.META_LOG_LEVEL] = self.log_level or "debug"
         return kept or None
 
+    def traceparent(self) -> str | None:
+        """The client's W3C trace context from `params._meta`, which the gateway's spans continue
+        (an MCP client has no other place for it on a stream or in a session)."""
+        meta = self.params.get("_meta")
+        found = meta.get("traceparent") if isinstance(meta, dict) else None
+        return found if isinstance(found, str) else None
+
     async def relay(self, message: dict) -> None:
         """on_message for the core: what an upstream streams before its answer."""
         kind = UPSTREAM_LIST_CHANGED.get(message.get("method"))
@@ -170,6 +177,7 @@ async def tools_call(call: Call) -> dict:
         outcome = await tool_invoke(
             token=None, claims=call.claims, run_id=call.claims.run_id, server=server, tool=tool, arguments=arguments,
             transport="mcp", meta=call.forwarded_meta(), on_message=call.relay, extra_params=extra or None,
+            traceparent=call.traceparent(),
         )
     except errors.GatewayError as exc:
         mapped = _mapped(exc, name, "tool")
@@ -229,7 +237,7 @@ async def _read(call: Call, *, kind: str, method: str, server: str, name: str, l
     try:
         outcome = await upstream_read(
             claims=call.claims, server=server, kind=kind, name=name, method=method, params=params,
-            meta=call.forwarded_meta(), on_message=call.relay,
+            meta=call.forwarded_meta(), on_message=call.relay, traceparent=call.traceparent(),
         )
     except errors.GatewayError as exc:
         mapped = _mapped(exc, listed, kind)

@@ -385,15 +385,16 @@ class ReadResult:
 
 async def upstream_read(
     *, claims: SessionClaims, server: str, kind: str, name: str, method: str, params: dict, transport: str = "mcp",
-    meta: dict | None = None, on_message: wire.OnMessage | None = None,
+    meta: dict | None = None, on_message: wire.OnMessage | None = None, traceparent: str | None = None,
 ) -> ReadResult:
     """A resource read (`kind` "resource", `name` the upstream URI, `method` resources/read) or a
     prompt get ("prompt", the prompt's name, prompts/get) on `server`, for an authenticated
     session: checked like a tool call (mcp:invoke, the session's servers, the server's scopes, OPA;
     the tool globs are about tools), answered with a receipt and recorded as evidence of its kind.
-    `params` go upstream as they are (the upstream name in place), with `meta` as `_meta`."""
+    `params` go upstream as they are (the upstream name in place), with `meta` as `_meta`;
+    `traceparent` as for tool_invoke."""
     with telemetry.span(
-        f"{method} {name[:MAX_TOOL_NAME]}", kind=SpanKind.SERVER,
+        f"{method} {name[:MAX_TOOL_NAME]}", kind=SpanKind.SERVER, traceparent=traceparent,
         **{"mcp.method.name": method, "network.transport": "tcp", "maestro.run": claims.run_id,
            "maestro.transport": transport, "maestro.server": server[:64]},
     ) as span:

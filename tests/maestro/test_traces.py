@@ -101,3 +101,35 @@ def test_a_tool_call_is_one_trace_from_the_caller_through_the_gateway_to_the_ups
     assert client.attributes["server.address"] == "127.0.0.1" and client.attributes["server.port"] == upstream.port
     sent = f"00-{caller_trace}-{client.span_id}-01"
     assert carried == {"traceparent_header": sent, "traceparent_meta": sent}
+
+
+def test_an_mcp_client_s_trace_context_in_params_meta_is_continued(upstream):
+    from tests.mcp.mcpserver.helpers import modern_request
+
+    # Given the web door exporting traces, a server and a one-server session
+    key = make_key(["admin:mcp"])
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    with OtlpReceiver() as receiver:
+        env = project_env(WEB_CONCURRENCY="1", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+        with WebServer(env) as web:
+            api = f"{web.base_url}/api/maestro/v1"
+            created = httpx.post(f"{api}/mcp/servers", json={"name": "traced", "url": upstream.url()}, headers={"X-API-Key": key})
+            token = httpx.post(f"{api}/runs/{RUN}/mcp/sessions", json={"scopes": ["mcp:invoke"], "servers": [created.json()["id"]]},
+                               headers={"X-API-Key": key}).json()["token"]
+            # When an MCP client calls a tool with its trace context only in params._meta (no header)
+            with httpx.Client(base_url=web.base_url, timeout=10) as client:
+                answer = modern_request(client, token, "tools/call", {"name": "echo", "arguments": {"text": "t"}},
+                                        run_id=RUN, meta={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+            assert answer.status_code == 200 and "result" in answer.json(), answer.text
+            carried = httpx.get(upstream.url("/last-call"), timeout=5).json()
+        spans = receiver.wait_for(lambda spans: any(s.name == "tools/call echo" and s.kind == "CLIENT" for s in spans), timeout=15)
+
+    # Then the gateway's SERVER span for the call continues the client's trace
+    served = [s for s in spans if s.name == "tools/call echo" and s.kind == "SERVER"][0]
+    assert (served.trace_id, served.parent_span_id) == (caller_trace, caller_span)
+    assert served.attributes["maestro.transport"] == "mcp"
+    # And the upstream received the gateway's own CLIENT span as its parent, in the same trace
+    client_span = [s for s in spans if s.name == "tools/call echo" and s.kind == "CLIENT"][0]
+    assert client_span.parent_span_id == served.span_id
+    sent = f"00-{caller_trace}-{client_span.span_id}-01"
+    assert carried == {"traceparent_header": sent, "traceparent_meta": sent}
