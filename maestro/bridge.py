@@ -89,7 +89,14 @@ def per_loop(factory: Callable[[], T]) -> Callable[[], T]:
             found = instances[loop] = factory()
         return found
 
+    def forget() -> T | None:
+        """Drop this loop's instance (after closing it), so the next `get()` makes a new one: a
+        stopped data plane started again in the same process (a test session run twice in one
+        interpreter, as mutmut does) must not get closed pools back."""
+        return instances.pop(asyncio.get_running_loop(), None)
+
     get.instances = instances  # type: ignore[attr-defined]
+    get.forget = forget  # type: ignore[attr-defined]
     return get
 
 

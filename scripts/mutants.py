@@ -58,7 +58,10 @@ def _copy_tree(target: Path) -> None:
 def _config(modules: dict[str, list[str]]) -> str:
     tests = sorted({t for group in modules.values() for t in group})
     lines = ["[mutmut]", "source_paths =", *(f"    {m}" for m in modules), "also_copy =", *(f"    {p}" for p in ALSO_COPY)]
-    lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    --reuse-db", "    -q"]
+    # No --reuse-db: mutmut runs two test sessions in its own process (stats, then the clean run),
+    # and pytest-django restores the database name only when it tears the test database down; with
+    # --reuse-db the second session looked for "test_test_maestro".
+    lines += ["pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -q"]
     lines += ["pytest_add_cli_args_test_selection =", *(f"    {t}" for t in tests), "mutate_only_covered_lines = true", ""]
     return "\n".join(lines)
 

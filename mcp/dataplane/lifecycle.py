@@ -30,4 +30,6 @@ async def data_plane_stop() -> None:
     await evidence_writer.writer().drain()
     await get_client().close()
     await adb.database().close()
+    get_client.forget()
+    adb.database.forget()
     bridge.serve_loop(None)

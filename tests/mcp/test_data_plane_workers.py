@@ -152,3 +152,18 @@ def test_the_slot_comes_back_after_success_error_and_timeout_and_the_limit_holds
         assert refused.status_code == 429 and error_code(refused) == "too_many_in_flight"
         assert slow.result().status_code == 200
     assert invoke(client, token, run_id=RUN, server="modern", tool="echo", arguments={"text": "x"}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_data_plane_stopped_and_started_again_in_one_process_gets_new_pools(client, admin_api, sdk):
+    from tests.support.gateway import stop_data_plane
+
+    # Given a call served through the data plane's pools
+    register(admin_api, name="modern", url=sdk.modern_json.url())
+    token = session_token(run_id=RUN)
+    assert invoke(client, token, run_id=RUN, server="modern", tool="echo", arguments={"text": "x"}).status_code == 200
+    # When the data plane stops (closing its database pool and upstream client) and serves again
+    stop_data_plane()
+    answer = invoke(client, token, run_id=RUN, server="modern", tool="echo", arguments={"text": "y"})
+    # Then the call is answered on new pools, not refused by the closed ones
+    assert answer.status_code == 200, answer.content

@@ -50,8 +50,7 @@ def strict(settings):
 
 def _forget_pooled_connections() -> None:
     async def forget() -> None:
-        loop = asyncio.get_running_loop()
-        client = get_client.instances.pop(loop, None)
+        client = get_client.forget()
         if client is not None:
             await client.close()
 
