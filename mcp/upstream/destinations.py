@@ -180,28 +180,30 @@ def _checked(host: str, addresses: list[IPAddress]) -> list[IPAddress]:
     return addresses
 
 
-def resolve_checked(host: str, port: int) -> list[IPAddress]:
-    """The addresses to connect to for (host, port), all allowed by the policy, in resolver order.
-    DestinationRefused when any is refused; socket.gaierror when the name does not resolve."""
+def _checked_without_resolving(host: str, port: int) -> list[IPAddress] | None:
+    """What needs no DNS, for both resolvers below: the port, a literal address (then the answer
+    itself), a metadata name. None when the name must be resolved."""
     _check_port(port)
     literal = host_address(host)
     if literal is not None:
         check_address(literal, host=host)
         return [literal]
     _check_name(host)
-    return _checked(host, _addresses(_getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+    return None
+
+
+def resolve_checked(host: str, port: int) -> list[IPAddress]:
+    """The addresses to connect to for (host, port), all allowed by the policy, in resolver order.
+    DestinationRefused when any is refused; socket.gaierror when the name does not resolve."""
+    known = _checked_without_resolving(host, port)
+    return known if known is not None else _checked(host, _addresses(_getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
 async def aresolve_checked(host: str, port: int) -> list[IPAddress]:
     """resolve_checked for the asyncio client: resolution on the loop's resolver. Connect to one of
     the returned addresses (with `server_hostname=host` for TLS), never to `host` again."""
-    _check_port(port)
-    literal = host_address(host)
-    if literal is not None:
-        check_address(literal, host=host)
-        return [literal]
-    _check_name(host)
-    return _checked(host, _addresses(await _agetaddrinfo(host, port)))
+    known = _checked_without_resolving(host, port)
+    return known if known is not None else _checked(host, _addresses(await _agetaddrinfo(host, port)))
 
 
 def destination_check_url(url: str) -> None:
