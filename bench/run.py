@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
 
 from bench import mcp_endpoint, procstat, report, scenarios
 from bench.stack import ROOT, Stack
@@ -212,14 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if status == 0:
         results["budget"] = report.budget(results)
-        print(report.render(results))
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nwritten: {os.path.relpath(args.output, ROOT)}")
-    if status == 0 and not args.keep_logs:
-        shutil.rmtree(stack.logdir, ignore_errors=True)
-    else:
-        print(f"bench: gateway logs kept in {stack.logdir}", file=sys.stderr)
+        stack.publish(report.render(results), results, args.output)
+    stack.tidy_logs(status, keep=args.keep_logs, label="bench")
     return status
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import signal
@@ -37,7 +36,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
@@ -398,15 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(pg_max_connections=400)
     status = stack.run(lambda: asyncio.run(soak(args, stack, results)), label="soak")
     if status == 0:
-        print(render(results))
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"\nwritten: {os.path.relpath(args.output, ROOT)}")
+        stack.publish(render(results), results, args.output)
         status = 0 if all(results["verdicts"].values()) else 2
-    if status == 0 and not args.keep_logs:
-        shutil.rmtree(stack.logdir, ignore_errors=True)
-    else:
-        print(f"soak: gateway logs kept in {stack.logdir}", file=sys.stderr)
+    stack.tidy_logs(status, keep=args.keep_logs, label="soak")
     return status
 
 

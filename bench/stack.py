@@ -318,6 +318,20 @@ class Stack:
             signal.signal(signal.SIGINT, previous)
         return status
 
+    def publish(self, text: str, results: dict, output: str) -> None:
+        """Print the report and write the results JSON to `output` (make bench and make soak)."""
+        print(text)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"\nwritten: {os.path.relpath(output, ROOT)}")
+
+    def tidy_logs(self, status: int, *, keep: bool, label: str) -> None:
+        """Remove the gateway's logs after a clean run; keep them (and say where) otherwise."""
+        if status == 0 and not keep:
+            shutil.rmtree(self.logdir, ignore_errors=True)
+        else:
+            print(f"{label}: gateway logs kept in {self.logdir}", file=sys.stderr)
+
     def _stop_upstream(self) -> None:
         if self.upstream:
             self.upstream.stop()
