@@ -62,6 +62,7 @@ class WebServer:
         self.log_file = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "maestro.web"], cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
         )
         wait_for_port(self.port, timeout=30)
         return self
@@ -76,7 +77,7 @@ class WebServer:
         return self.log_file.read()
 
     def __exit__(self, *exc) -> None:
-        stop_process(self.process)
+        stop_process(self.process, group=True)
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 

@@ -25,8 +25,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
-    """SIGTERM, `timeout` seconds to exit, then SIGKILL."""
+def stop_process(process: subprocess.Popen | None, timeout: float = 10, *, group: bool = False) -> None:
+    """SIGTERM, `timeout` seconds to exit, then SIGKILL. With `group`, for a process started as the
+    leader of its own group (`start_new_session=True`: the web door, whose master forks workers),
+    the whole group goes with it: a master killed alone leaves its workers running, still following revocations
+    and answering on the port (the fault tests then counted a stale gateway's workers)."""
     if process and process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -34,6 +37,11 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process and group:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the group is gone: every worker exited with its master
 
 
 def wait_until(predicate, timeout: float, step: float = 0.05):
